@@ -1,0 +1,219 @@
+// midatlas: a lock-free concurrent MID allocator.
+//
+// WHAT IT IS
+//   A multiplex ID (MID) is a 16-bit value that tags one in-flight request on a connection so
+//   that the response can be matched to it (SMB's MID, 9P's tag, a DNS query ID). A MidAtlas
+//   hands out MIDs, remembers the opaque context (usually a request object) associated with
+//   each, and maps a MID back to its context on every received packet. It is a concurrent
+//   rendering of the RDBSS MID_ATLAS: a three-level hierarchy of MID_MAP tables that grows
+//   from an initial size towards a maximum and shrinks again when MIDs are released.
+//
+// GUARANTEES
+//   - No MID is ever held by two associations at once, and never more than max_mids MIDs are
+//     held, not even for an instant.
+//   - Everything a thread wrote into a context before Associate (or Reassociate) is visible
+//     to any thread that obtains that context from Map / MapAndDissociate (release/acquire).
+//   - Of two racing MapAndDissociate calls on one MID exactly one receives the context.
+//   - Every operation except destruction may be called from any number of threads at once.
+//     No operation takes a lock.
+//
+// PROGRESS
+//   Map                 wait-free: at most 7 atomic loads and 4 plain stores to the calling
+//                       thread's own hazard slots; no read-modify-write, no allocation after
+//                       the thread's first call, no full fence.
+//   Associate           lock-free (allocates a 16-slot-or-larger map when the atlas grows).
+//   MapAndDissociate    lock-free.
+//   Reassociate         lock-free.
+//   IterateAndRemove    lock-free per MID; callbacks run with no lock and no hazard held.
+//   mids_in_use         wait-free snapshot of per-map counters (exact when quiescent).
+//   destruction         not thread-safe: the caller guarantees no concurrent use.
+//
+// WHEN NOT TO USE IT
+//   - You need more than 65,535 simultaneously outstanding IDs, or IDs wider than 16 bits.
+//   - Only one thread ever touches the table: a plain array with a free list is simpler.
+//   - You need ordered iteration or the lowest free ID every time (allocation prefers low MIDs
+//     but does not promise the lowest).
+//
+// EXAMPLE
+//   auto atlas = midatlas::MidAtlas::Create({.max_mids = 1024, .initial_mids = 50});
+//   if (!atlas.ok()) return atlas.status();
+//   absl::StatusOr<midatlas::Mid> mid = (*atlas)->Associate(request);   // send path
+//   ...
+//   void* ctx = (*atlas)->Map(header.mid);                              // receive path
+//   absl::StatusOr<void*> done = (*atlas)->MapAndDissociate(header.mid); // final response
+//
+// MID BIT LAYOUT (initial_mids = 50: low field 6 bits, then 5 and 5)
+//
+//    15          11 10           6 5               0
+//   +--------------+--------------+-----------------+
+//   |  root index  |  dir index   |   slot index    |
+//   +--------------+--------------+-----------------+
+//         |               |               |
+//   root[32] ----> dir[32] ------> leaf map[64 slots] ---> context
+//   (permanent)   (dir 0 permanent, (leaf 0 permanent,
+//                  others grow and   others grow and
+//                  shrink)           shrink)
+//
+//   The low field is as wide as initial_mids needs (at least 4 bits); the remaining bits are
+//   split between the dir field (the larger half) and the root field. See docs/DESIGN.md.
+#ifndef MIDATLAS_MID_ATLAS_H_
+#define MIDATLAS_MID_ATLAS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace midatlas {
+
+// A multiplex ID.
+using Mid = std::uint16_t;
+
+// The largest max_mids an atlas accepts (the RDBSS maximum: MaximumNumberOfMids is a USHORT).
+inline constexpr std::uint32_t kMaxMidsLimit = 65535;
+
+// The narrowest low (leaf) field. A leaf narrower than this would spend more on per-map
+// overhead than on slots, so initial_mids below 16 still get a 16-slot first map.
+inline constexpr int kMinLeafBits = 4;
+
+// Called with each context still associated when an atlas is destroyed. May be empty.
+using ContextDestructor = std::function<void(void*)>;
+
+struct AtlasOptions {
+  // Most MIDs in use at once (RDBSS MaximumNumberOfMids), 1..65535. MIDs handed out are
+  // always below this value.
+  std::uint32_t max_mids = kMaxMidsLimit;
+  // MIDs the first map holds (RDBSS MidsAllocatedAtStart), 1..max_mids. Decides the width of
+  // the low MID field and the memory allocated at creation; never the maximum.
+  std::uint32_t initial_mids = 50;
+  // Receives every context still associated when the atlas is destroyed, once per association.
+  ContextDestructor context_destructor{};
+};
+
+// Widths of the three MID fields, low to high (see the diagram above).
+struct MidLayout {
+  int leaf_bits = 0;  // slot index inside a leaf map
+  int dir_bits = 0;   // leaf index inside a directory map
+  int root_bits = 0;  // directory index inside the root map
+
+  friend bool operator==(const MidLayout&, const MidLayout&) = default;
+};
+
+// The layout an atlas created with `initial_mids` uses. initial_mids must be 1..65535.
+MidLayout LayoutForInitialMids(std::uint32_t initial_mids) noexcept;
+
+// A point-in-time view of the atlas's shape and memory; exact only when no call is running.
+struct AtlasStats {
+  std::uint32_t mids_in_use = 0;
+  std::uint32_t leaf_maps = 0;       // leaf maps attached, the permanent first one included
+  std::uint32_t directory_maps = 0;  // directory maps attached, the permanent first one included
+  std::size_t bytes_attached = 0;    // bytes of the atlas object and every map attached to it
+};
+
+// Status codes. Each failing call returns exactly one of these codes.
+//   kUnavailable        all max_mids MIDs are in use (retry when a MID is released)
+//   kResourceExhausted  a map could not be allocated while growing
+//   kInvalidArgument    bad argument: null context, MID not in use, bad options
+bool IsAllMidsInUse(const absl::Status& status) noexcept;
+bool IsOutOfMemory(const absl::Status& status) noexcept;
+
+class MidAtlas {
+ public:
+  // Validates `options` (InvalidArgument for max_mids outside 1..65535, initial_mids outside
+  // 1..max_mids) and allocates the first maps; memory is proportional to initial_mids.
+  static absl::StatusOr<std::unique_ptr<MidAtlas>> Create(AtlasOptions options);
+
+  MidAtlas(const MidAtlas&) = delete;
+  MidAtlas& operator=(const MidAtlas&) = delete;
+  // Hands every context still associated to options.context_destructor, once each. The
+  // caller guarantees that no other thread uses the atlas during or after destruction.
+  // Virtual only so that the hidden implementation class can be deleted through this type.
+  virtual ~MidAtlas();
+
+  // Associates `context` (any non-null value, aligned or not) with a MID no other live
+  // association holds. InvalidArgument for a null context; Unavailable when max_mids MIDs
+  // are in use; ResourceExhausted when growth could not allocate.
+  absl::StatusOr<Mid> Associate(void* context) noexcept;
+
+  // The context associated with `mid`, or nullptr when `mid` is not in use (never handed
+  // out, already dissociated, or >= max_mids). Wait-free.
+  void* Map(Mid mid) const noexcept;
+
+  // Returns the context of `mid` and frees the MID. InvalidArgument (and no change) when
+  // `mid` is not in use.
+  absl::StatusOr<void*> MapAndDissociate(Mid mid) noexcept;
+
+  // Replaces the context of `mid`. InvalidArgument (and no change) when `mid` is not in use
+  // or `new_context` is null.
+  absl::Status Reassociate(Mid mid, void* new_context) noexcept;
+
+  // Dissociates every MID in use and hands each context to `fn` exactly once, after its MID
+  // is free. Racing MapAndDissociate calls never receive a context `fn` also received. `fn`
+  // may call any operation on this atlas except destruction. Returns how many it handed out.
+  std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
+
+  std::uint32_t max_mids() const noexcept;
+  std::uint32_t initial_mids() const noexcept;
+  MidLayout layout() const noexcept;
+  // MIDs held, counting associations and dissociations still in progress.
+  std::uint32_t mids_in_use() const noexcept;
+  AtlasStats stats() const noexcept;
+
+ protected:
+  MidAtlas() = default;
+};
+
+// A MidAtlas whose contexts are T*, so callers never cast.
+template <typename T>
+class TypedMidAtlas {
+ public:
+  struct Options {
+    std::uint32_t max_mids = kMaxMidsLimit;
+    std::uint32_t initial_mids = 50;
+    std::function<void(T*)> context_destructor{};
+  };
+
+  static absl::StatusOr<TypedMidAtlas> Create(Options options) {
+    AtlasOptions untyped{.max_mids = options.max_mids, .initial_mids = options.initial_mids};
+    if (options.context_destructor) {
+      untyped.context_destructor = [destroy = std::move(options.context_destructor)](void* p) {
+        destroy(static_cast<T*>(p));
+      };
+    }
+    absl::StatusOr<std::unique_ptr<MidAtlas>> atlas = MidAtlas::Create(std::move(untyped));
+    if (!atlas.ok()) return atlas.status();
+    return TypedMidAtlas(*std::move(atlas));
+  }
+
+  absl::StatusOr<Mid> Associate(T* context) noexcept {
+    return atlas_->Associate(const_cast<void*>(static_cast<const void*>(context)));
+  }
+  T* Map(Mid mid) const noexcept { return static_cast<T*>(atlas_->Map(mid)); }
+  absl::StatusOr<T*> MapAndDissociate(Mid mid) noexcept {
+    absl::StatusOr<void*> context = atlas_->MapAndDissociate(mid);
+    if (!context.ok()) return context.status();
+    return static_cast<T*>(*context);
+  }
+  absl::Status Reassociate(Mid mid, T* new_context) noexcept {
+    return atlas_->Reassociate(mid, const_cast<void*>(static_cast<const void*>(new_context)));
+  }
+  template <typename Fn>
+  std::size_t IterateAndRemove(Fn&& fn) {
+    return atlas_->IterateAndRemove([&fn](void* p) { fn(static_cast<T*>(p)); });
+  }
+  std::uint32_t max_mids() const noexcept { return atlas_->max_mids(); }
+  std::uint32_t mids_in_use() const noexcept { return atlas_->mids_in_use(); }
+  MidAtlas& untyped() noexcept { return *atlas_; }
+
+ private:
+  explicit TypedMidAtlas(std::unique_ptr<MidAtlas> atlas) : atlas_(std::move(atlas)) {}
+  std::unique_ptr<MidAtlas> atlas_;
+};
+
+}  // namespace midatlas
+
+#endif  // MIDATLAS_MID_ATLAS_H_

@@ -1,0 +1,162 @@
+// A lock-free stack of free slot indices for one leaf map, with a tagged head (no ABA).
+//
+// The links live in the leaf's `next_free` array, one per slot; the head word packs the top
+// index, the number of free slots and an ABA tag:
+//
+//    63                    34 33                17 16                 0
+//   +------------------------+--------------------+--------------------+
+//   |        tag (30)        |     free (17)      |      top (17)      |
+//   +------------------------+--------------------+--------------------+
+//
+//   top  = slot index of the first free slot, kNone when the stack is empty, or kFrozen when
+//          the leaf is being detached (INVARIANT FS1: a frozen head never changes again).
+//   free = number of slots on the stack (0 when frozen).
+//   tag  = incremented by every successful CAS (push, pop, freeze), so a CAS that read a head
+//          before another thread popped and re-pushed the same top fails (INVARIANT FS2).
+//
+// The free count living in the head word is what makes freezing safe: a leaf is frozen by one
+// CAS that also proves every valid slot is on the stack (INVARIANT FS3: frozen => no MID of the
+// leaf is held, and none can be taken again).
+//
+// Ordering: push is a release CAS and pop an acquire CAS, so everything the previous owner of
+// a slot did happens-before the next owner takes it. Both are seq_cst because the leaf-hint
+// bitmap protocol (leaf_hints.h) needs a single total order of "stack became empty/non-empty"
+// and "hint bit cleared/set"; on x86 and ARMv8 a seq_cst CAS costs what an acq_rel one does.
+#ifndef MIDATLAS_SRC_FREE_STACK_H_
+#define MIDATLAS_SRC_FREE_STACK_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "chaos.h"
+
+namespace midatlas::internal {
+
+class FreeStack {
+ public:
+  static constexpr std::uint32_t kTopBits = 17;
+  static constexpr std::uint32_t kFreeBits = 17;
+  static constexpr std::uint32_t kTagBits = 30;
+  static constexpr std::uint32_t kNone = (1U << kTopBits) - 1;
+  static constexpr std::uint32_t kFrozen = kNone - 1;
+  static_assert(kTopBits + kFreeBits + kTagBits == 64, "head word is exactly 64 bits");
+  static_assert(kFrozen > 65536, "sentinels must not collide with slot indices 0..65535");
+  static_assert((1U << kFreeBits) > 65536, "free count must hold a 65536-slot leaf");
+
+  struct Head {
+    std::uint32_t top = kNone;
+    std::uint32_t free = 0;
+    std::uint32_t tag = 0;
+
+    bool frozen() const noexcept { return top == kFrozen; }
+    bool empty() const noexcept { return top == kNone || top == kFrozen; }
+
+    std::uint64_t Pack() const noexcept {
+      return static_cast<std::uint64_t>(top) |
+             (static_cast<std::uint64_t>(free) << kTopBits) |
+             (static_cast<std::uint64_t>(tag & kTagMask) << (kTopBits + kFreeBits));
+    }
+    static Head Unpack(std::uint64_t word) noexcept {
+      return Head{static_cast<std::uint32_t>(word & kTopMask),
+                  static_cast<std::uint32_t>((word >> kTopBits) & kFreeMask),
+                  static_cast<std::uint32_t>(word >> (kTopBits + kFreeBits))};
+    }
+  };
+
+  struct PopResult {
+    std::uint32_t index = kNone;  // kNone when nothing was popped
+    std::uint32_t free_after = 0;
+  };
+
+  FreeStack() = default;
+  FreeStack(const FreeStack&) = delete;
+  FreeStack& operator=(const FreeStack&) = delete;
+
+  // Before the leaf is shared: puts slots [begin, end) on the stack, `begin` on top, so that
+  // the lowest index is handed out first.
+  void InitUnshared(std::atomic<std::uint32_t>* links, std::uint32_t begin,
+                    std::uint32_t end) noexcept {
+    for (std::uint32_t i = begin; i < end; ++i) {
+      links[i].store(i + 1 < end ? i + 1 : kNone, std::memory_order_relaxed);  // unshared
+    }
+    const Head head{begin < end ? begin : kNone, end - begin, 0};
+    head_.store(head.Pack(), std::memory_order_relaxed);  // published by the leaf's install
+  }
+
+  Head Load() const noexcept {
+    // (S0) seq_cst: the hint-bitmap re-check (leaf_hints.h, L2) needs this load in the single
+    // total order with the push/pop CASes. A plain load on x86.
+    return Head::Unpack(head_.load(std::memory_order_seq_cst));
+  }
+
+  PopResult Pop(std::atomic<std::uint32_t>* links) noexcept {
+    // (S1) acquire: pairs with (S2); the link we read next was written before that push.
+    std::uint64_t word = head_.load(std::memory_order_acquire);
+    while (true) {
+      const Head head = Head::Unpack(word);
+      if (head.empty()) return PopResult{};
+      // relaxed: if `top` was popped and pushed again since we read the head, the link may be
+      // stale, but then the tag changed and the CAS below fails (FS2).
+      const std::uint32_t next = links[head.top].load(std::memory_order_relaxed);
+      MIDATLAS_CHAOS_POINT();
+      const Head popped{next, head.free - 1, head.tag + 1};
+      // (S3) seq_cst CAS (acquire part pairs with (S2): the previous owner's writes to the
+      // slot's context happen-before ours). On failure `word` holds the value the CAS saw,
+      // so the next tag derives from the current head, never from a stale copy.
+      if (head_.compare_exchange_weak(word, popped.Pack(), std::memory_order_seq_cst,
+                                      std::memory_order_acquire)) {
+        return PopResult{head.top, popped.free};
+      }
+    }
+  }
+
+  // Returns the number of free slots after the push. The leaf must not be frozen (FS3: a held
+  // slot keeps it from being frozen).
+  std::uint32_t Push(std::atomic<std::uint32_t>* links, std::uint32_t index) noexcept {
+    std::uint64_t word = head_.load(std::memory_order_relaxed);  // validated by the CAS
+    while (true) {
+      const Head head = Head::Unpack(word);
+      // relaxed: published by the release CAS below.
+      links[index].store(head.top, std::memory_order_relaxed);
+      MIDATLAS_CHAOS_POINT();
+      const Head pushed{index, head.free + 1, head.tag + 1};
+      // (S2) seq_cst CAS (release part: the slot's link and everything the old owner did
+      // happen-before the next popper's (S1)/(S3)).
+      if (head_.compare_exchange_weak(word, pushed.Pack(), std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+        return pushed.free;
+      }
+    }
+  }
+
+  // Freezes the stack if all `valid_slots` slots are on it (FS3). Returns true if this call
+  // froze it.
+  bool TryFreeze(std::uint32_t valid_slots) noexcept {
+    std::uint64_t word = head_.load(std::memory_order_relaxed);  // validated by the CAS
+    while (true) {
+      const Head head = Head::Unpack(word);
+      if (head.frozen() || head.free != valid_slots) return false;
+      const Head frozen{kFrozen, 0, head.tag + 1};
+      // (S4) seq_cst CAS: after it no pop or push can succeed (FS1), and the hint protocol
+      // sees it in the same total order as (S2)/(S3).
+      if (head_.compare_exchange_weak(word, frozen.Pack(), std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+  }
+
+ private:
+  static constexpr std::uint64_t kTopMask = (std::uint64_t{1} << kTopBits) - 1;
+  static constexpr std::uint64_t kFreeMask = (std::uint64_t{1} << kFreeBits) - 1;
+  static constexpr std::uint32_t kTagMask = (1U << kTagBits) - 1;
+
+  std::atomic<std::uint64_t> head_{Head{}.Pack()};
+};
+
+static_assert(sizeof(FreeStack) == 8, "the head is one word");
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "64-bit CAS must be lock-free");
+
+}  // namespace midatlas::internal
+
+#endif  // MIDATLAS_SRC_FREE_STACK_H_

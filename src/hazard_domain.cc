@@ -1,0 +1,167 @@
+#include "hazard_domain.h"
+
+#include <cassert>
+#include <new>
+
+namespace midatlas::internal {
+
+HazardDomain::HazardDomain(Options options) noexcept
+    : reclaim_threshold_(options.reclaim_threshold == 0 ? 1 : options.reclaim_threshold) {
+  // Readers rely on the fence mode being fixed before they first use this domain.
+  InitAsymmetricFences();
+}
+
+HazardDomain::~HazardDomain() {
+  Reclaim();
+  // relaxed: destruction is single-threaded by contract.
+  assert(retired_.load(std::memory_order_relaxed) == nullptr &&
+         "a hazard record still protected a retired object at domain destruction");
+  HazardRecord* record = records_.load(std::memory_order_relaxed);
+  while (record != nullptr) {
+    HazardRecord* next = record->next_;
+    assert(!record->owned_.load(std::memory_order_relaxed) &&
+           "hazard domain destroyed while a record was still acquired");
+    delete record;
+    record = next;
+  }
+}
+
+HazardDomain& HazardDomain::Default() noexcept {
+  // Deliberately leaked: threads may exit (and return records) after static destruction.
+  static HazardDomain* const domain = new HazardDomain();
+  return *domain;
+}
+
+HazardRecord* HazardDomain::AcquireRecord() {
+  // (D1) acquire: pairs with (D2) so the list links of records pushed by others are visible.
+  for (HazardRecord* record = records_.load(std::memory_order_acquire); record != nullptr;
+       record = record->next_) {
+    bool expected = false;
+    // (D3) acquire: pairs with (D4), the previous owner's release, so its slot clears are
+    // ordered before our use. relaxed on failure: we only move on.
+    if (!record->owned_.load(std::memory_order_relaxed) &&
+        record->owned_.compare_exchange_strong(expected, true, std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
+      return record;
+    }
+  }
+  auto* record = new HazardRecord();
+  record->owned_.store(true, std::memory_order_relaxed);  // not yet shared: relaxed
+  HazardRecord* head = records_.load(std::memory_order_relaxed);
+  do {
+    record->next_ = head;
+    // (D2) release: publishes the record's initialized fields together with the link.
+  } while (!records_.compare_exchange_weak(head, record, std::memory_order_release,
+                                           std::memory_order_relaxed));
+  record_count_.fetch_add(1, std::memory_order_relaxed);  // statistic only
+  return record;
+}
+
+void HazardDomain::ReleaseRecord(HazardRecord* record) noexcept {
+  for (int slot = 0; slot < kHazardSlots; ++slot) record->Clear(slot);  // (H4)
+  record->owned_.store(false, std::memory_order_release);               // (D4) pairs with (D3)
+}
+
+void HazardDomain::PushRetired(Retirable* first, Retirable* last, std::size_t count) noexcept {
+  Retirable* head = retired_.load(std::memory_order_relaxed);
+  do {
+    last->retired_next = head;
+    // (R0) release: the unlink that preceded retirement, and the chain's links, happen-before
+    // the reclaimer that takes the list (R1).
+  } while (!retired_.compare_exchange_weak(head, first, std::memory_order_release,
+                                           std::memory_order_relaxed));
+  retired_count_.fetch_add(count, std::memory_order_relaxed);  // a trigger, not a guard
+}
+
+void HazardDomain::Retire(Retirable* object) noexcept {
+  PushRetired(object, object, 1);
+  // relaxed: the count only decides when to scan; Reclaim's own (R1) orders the list.
+  if (retired_count_.load(std::memory_order_relaxed) >= reclaim_threshold_) Reclaim();
+}
+
+bool HazardDomain::IsProtected(const void* object) const noexcept {
+  for (HazardRecord* record = records_.load(std::memory_order_acquire);  // (D1)
+       record != nullptr; record = record->next_) {
+    for (const auto& slot : record->slots_) {
+      // (R3) acquire: pairs with (H4); if the reader has cleared, its reads happen-before our
+      // free. seq_cst on TSan, matching (H2)/(H3) there.
+      if (slot.load(kIsTsan ? std::memory_order_seq_cst : std::memory_order_acquire) ==
+          object) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+std::size_t HazardDomain::Reclaim() noexcept {
+  Retirable* list = retired_.exchange(nullptr, std::memory_order_acquire);  // (R1)
+  if (list == nullptr) return 0;
+  // (R2) Every object on `list` was unlinked before it was retired. After this barrier, a
+  // reader either published its hazard visibly to the scan below, or its validating re-load
+  // (H3) sees the unlink and it never reads the object.
+  AsymmetricHeavyBarrier();
+
+  std::size_t taken = 0;
+  std::size_t freed = 0;
+  Retirable* kept_first = nullptr;
+  Retirable* kept_last = nullptr;
+  std::size_t kept = 0;
+  while (list != nullptr) {
+    Retirable* object = list;
+    list = list->retired_next;
+    ++taken;
+    if (IsProtected(object)) {
+      object->retired_next = kept_first;
+      kept_first = object;
+      if (kept_last == nullptr) kept_last = object;
+      ++kept;
+    } else {
+      object->reclaim(object);
+      ++freed;
+    }
+  }
+  retired_count_.fetch_sub(taken, std::memory_order_relaxed);  // statistic / trigger only
+  if (kept_first != nullptr) PushRetired(kept_first, kept_last, kept);
+  return freed;
+}
+
+std::size_t HazardDomain::retired_count() const noexcept {
+  return retired_count_.load(std::memory_order_relaxed);  // statistic only
+}
+
+std::size_t HazardDomain::record_count() const noexcept {
+  return record_count_.load(std::memory_order_relaxed);  // statistic only
+}
+
+namespace hazard_detail {
+
+constinit thread_local HazardRecord* this_thread_record = nullptr;
+
+namespace {
+// Returns the thread's record to the default domain when the thread exits. Kept apart from
+// `this_thread_record` so that the hot path reads a trivially initialized thread_local.
+struct ThreadRecordReturner {
+  HazardRecord* record = nullptr;
+  ThreadRecordReturner() = default;
+  ThreadRecordReturner(const ThreadRecordReturner&) = delete;
+  ThreadRecordReturner& operator=(const ThreadRecordReturner&) = delete;
+  ~ThreadRecordReturner() {
+    if (record != nullptr) {
+      HazardDomain::Default().ReleaseRecord(record);
+      this_thread_record = nullptr;
+    }
+  }
+};
+}  // namespace
+
+HazardRecord* AcquireThisThreadRecordSlow() {
+  static thread_local ThreadRecordReturner returner;
+  HazardRecord* record = HazardDomain::Default().AcquireRecord();
+  returner.record = record;
+  this_thread_record = record;
+  return record;
+}
+
+}  // namespace hazard_detail
+}  // namespace midatlas::internal

@@ -1,0 +1,83 @@
+// Which subordinate leaf maps are worth trying when the first leaf is full: one bit per leaf
+// index 1..leaves-1, set when the leaf is absent (so growing it may succeed) or attached with
+// a free slot. Associate takes the lowest set bit, so MIDs stay compact and high leaves drain
+// first, which is what lets them be detached.
+//
+// INVARIANT LH1 (no lost leaf): whenever leaf k is absent, frozen, or has a free slot, and no
+// operation on it is between its two steps below, bit k is set.
+//   - Popper that empties leaf k:  (L1) clear bit k, then (L2) re-load the head; if it shows a
+//     free slot or a freeze, set the bit again.
+//   - Pusher that makes leaf k non-empty (free 0 -> 1): (L3) load bit k; if clear, set it.
+// All of (L1), (L2), (L3), the set, and the stack's (S2)/(S3)/(S4) are seq_cst, so in their
+// single total order either the popper's re-load (L2) sees the push and re-sets the bit, or the
+// push (S2) comes after (L2), hence the pusher's (L3) comes after the clear (L1) and sets it.
+// A set bit on a full leaf costs one wasted attempt, after which the attempt clears it.
+//
+// Scanning is bounded: at most 64 words (4096 leaves with the narrowest leaf field).
+#ifndef MIDATLAS_SRC_LEAF_HINTS_H_
+#define MIDATLAS_SRC_LEAF_HINTS_H_
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+namespace midatlas::internal {
+
+class LeafHints {
+ public:
+  static constexpr std::uint32_t kNoLeaf = ~0U;
+
+  // All leaves 1..leaves-1 start as candidates (absent). Returns false if memory is short.
+  bool Init(std::uint32_t leaves) noexcept {
+    words_ = (leaves + 63) / 64;
+    bits_.reset(new (std::nothrow) std::atomic<std::uint64_t>[words_ == 0 ? 1 : words_]);
+    if (!bits_) return false;
+    for (std::uint32_t w = 0; w < words_; ++w) {
+      std::uint64_t word = ~std::uint64_t{0};
+      const std::uint32_t first = w * 64;
+      if (first + 64 > leaves) word = (std::uint64_t{1} << (leaves - first)) - 1;
+      if (w == 0) word &= ~std::uint64_t{1};  // leaf 0 is always tried first, never hinted
+      bits_[w].store(word, std::memory_order_relaxed);  // published with the atlas
+    }
+    return true;
+  }
+
+  std::uint32_t FindFirst() const noexcept {
+    for (std::uint32_t w = 0; w < words_; ++w) {
+      // acquire: pairs with the seq_cst sets, so the leaf state that made a bit set is visible.
+      const std::uint64_t word = bits_[w].load(std::memory_order_acquire);
+      if (word != 0) return w * 64 + static_cast<std::uint32_t>(std::countr_zero(word));
+    }
+    return kNoLeaf;
+  }
+
+  void Clear(std::uint32_t leaf) noexcept {
+    bits_[leaf / 64].fetch_and(~Bit(leaf), std::memory_order_seq_cst);  // (L1)
+  }
+
+  void SetIfClear(std::uint32_t leaf) noexcept {
+    std::atomic<std::uint64_t>& word = bits_[leaf / 64];
+    if ((word.load(std::memory_order_seq_cst) & Bit(leaf)) == 0) {  // (L3)
+      word.fetch_or(Bit(leaf), std::memory_order_seq_cst);
+    }
+  }
+
+  bool Test(std::uint32_t leaf) const noexcept {
+    // relaxed: diagnostics and tests only.
+    return (bits_[leaf / 64].load(std::memory_order_relaxed) & Bit(leaf)) != 0;
+  }
+
+  std::size_t bytes() const noexcept { return words_ * sizeof(std::atomic<std::uint64_t>); }
+
+ private:
+  static std::uint64_t Bit(std::uint32_t leaf) noexcept { return std::uint64_t{1} << (leaf % 64); }
+
+  std::uint32_t words_ = 0;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> bits_;
+};
+
+}  // namespace midatlas::internal
+
+#endif  // MIDATLAS_SRC_LEAF_HINTS_H_

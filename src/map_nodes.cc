@@ -1,0 +1,55 @@
+#include "map_nodes.h"
+
+#include <cstring>
+#include <new>
+
+namespace midatlas::internal {
+
+LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
+                         void* context_for_first_slot) noexcept {
+  void* memory = ::operator new(AllocationSize(capacity), std::nothrow);
+  if (memory == nullptr) return nullptr;
+  auto* leaf = new (memory) LeafMap(index, capacity, valid_slots);
+  leaf->reclaim = &LeafMap::Reclaim;
+  std::atomic<void*>* contexts = leaf->contexts();
+  for (std::uint32_t slot = 0; slot < capacity; ++slot) {
+    new (&contexts[slot]) std::atomic<void*>(nullptr);
+  }
+  std::atomic<std::uint32_t>* links = leaf->links();
+  for (std::uint32_t slot = 0; slot < capacity; ++slot) {
+    new (&links[slot]) std::atomic<std::uint32_t>(FreeStack::kNone);
+  }
+  std::uint32_t first_free = 0;
+  if (context_for_first_slot != nullptr && valid_slots > 0) {
+    // relaxed: the leaf is unshared; the release CAS that installs it publishes this store.
+    contexts[0].store(context_for_first_slot, std::memory_order_relaxed);
+    first_free = 1;
+  }
+  leaf->stack_.InitUnshared(links, first_free, valid_slots);
+  return leaf;
+}
+
+void LeafMap::Destroy(LeafMap* leaf) noexcept {
+  // The arrays hold trivially destructible atomics: ending the header's lifetime is enough.
+  leaf->~LeafMap();
+  ::operator delete(static_cast<void*>(leaf));
+}
+
+DirectoryMap* DirectoryMap::Create(std::uint32_t index, std::uint32_t entries) noexcept {
+  void* memory = ::operator new(AllocationSize(entries), std::nothrow);
+  if (memory == nullptr) return nullptr;
+  auto* dir = new (memory) DirectoryMap(index, entries);
+  dir->reclaim = &DirectoryMap::Reclaim;
+  std::atomic<LeafMap*>* leaves = dir->leaves();
+  for (std::uint32_t entry = 0; entry < entries; ++entry) {
+    new (&leaves[entry]) std::atomic<LeafMap*>(nullptr);
+  }
+  return dir;
+}
+
+void DirectoryMap::Destroy(DirectoryMap* dir) noexcept {
+  dir->~DirectoryMap();
+  ::operator delete(static_cast<void*>(dir));
+}
+
+}  // namespace midatlas::internal
