@@ -26,14 +26,14 @@ bool RegisterMembarrier() noexcept {
 
 void InitAsymmetricFences() noexcept {
   // A function-local static runs the registration exactly once, even with racing callers.
-  static const bool registered = [] {
+  static const bool kRegistered = [] {
     const bool ok = RegisterMembarrier();
     // (F0) release: published before any atlas exists; readers load it relaxed (F1) because
     // the atlas pointer they use was itself published after this store.
     fence_detail::membarrier_available.store(ok, std::memory_order_release);
     return ok;
   }();
-  static_cast<void>(registered);
+  static_cast<void>(kRegistered);
 }
 
 void AsymmetricHeavyBarrier() noexcept {

@@ -16,7 +16,6 @@ AtlasCore::AtlasCore(std::uint32_t max_mids, std::uint32_t initial_mids, MidLayo
       dir_shift_(static_cast<std::uint32_t>(layout.dir_bits)),
       entry_mask_((1U << layout.dir_bits) - 1),
       leaf_count_((max_mids + (1U << layout.leaf_bits) - 1) >> layout.leaf_bits),
-      dir_count_(0),
       leaf_capacity_(1U << layout.leaf_bits),
       dir_entries_(1U << layout.dir_bits),
       initial_mids_(initial_mids),

@@ -41,7 +41,7 @@ class AtlasCore final : public MidAtlas {
   ~AtlasCore() override;
 
   AtlasResult AssociateContext(void* context, Mid* mid_out) noexcept;
-  void* MapMid(Mid mid) const noexcept;
+  [[nodiscard]] void* MapMid(Mid mid) const noexcept;
   AtlasResult DissociateMid(Mid mid, void** context_out) noexcept;
   AtlasResult ReassociateContext(Mid mid, void* new_context) noexcept;
   std::size_t RemoveAll(absl::FunctionRef<void(void*)> fn);
@@ -50,11 +50,11 @@ class AtlasCore final : public MidAtlas {
     destructor_ = std::move(destructor);
   }
 
-  std::uint32_t max_mid_count() const noexcept { return max_mids_; }
-  std::uint32_t initial_mid_count() const noexcept { return initial_mids_; }
-  MidLayout mid_layout() const noexcept { return layout_; }
-  std::uint32_t HeldMids() const noexcept;
-  AtlasStats Snapshot() const noexcept;
+  [[nodiscard]] std::uint32_t max_mid_count() const noexcept { return max_mids_; }
+  [[nodiscard]] std::uint32_t initial_mid_count() const noexcept { return initial_mids_; }
+  [[nodiscard]] MidLayout mid_layout() const noexcept { return layout_; }
+  [[nodiscard]] std::uint32_t HeldMids() const noexcept;
+  [[nodiscard]] AtlasStats Snapshot() const noexcept;
 
  private:
   static constexpr int kDirHazard = 0;
@@ -66,10 +66,10 @@ class AtlasCore final : public MidAtlas {
             ContextDestructor destructor) noexcept;
   bool AllocateInitialMaps() noexcept;
 
-  Mid MidOf(std::uint32_t leaf, std::uint32_t slot) const noexcept {
+  [[nodiscard]] Mid MidOf(std::uint32_t leaf, std::uint32_t slot) const noexcept {
     return static_cast<Mid>((leaf << leaf_shift_) | slot);
   }
-  std::uint32_t ValidSlots(std::uint32_t leaf) const noexcept;
+  [[nodiscard]] std::uint32_t ValidSlots(std::uint32_t leaf) const noexcept;
 
   // Finds the attached leaf for `leaf_index` with one protection attempt per level; nullptr
   // means that at some instant during the call the leaf was absent or frozen (AC4).
@@ -103,7 +103,7 @@ class AtlasCore final : public MidAtlas {
   DirectoryMap* dir0_ = nullptr;  // permanent: root_[0] always holds it
   std::unique_ptr<std::atomic<DirectoryMap*>[]> root_;
   std::uint32_t leaf_count_;      // leaves needed to cover [0, max_mids)
-  std::uint32_t dir_count_;       // directories needed to cover those leaves
+  std::uint32_t dir_count_ = 0;   // directories needed to cover those leaves
   std::uint32_t leaf_capacity_;
   std::uint32_t dir_entries_;
   std::uint32_t initial_mids_;

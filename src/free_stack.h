@@ -48,10 +48,10 @@ class FreeStack {
     std::uint32_t free = 0;
     std::uint32_t tag = 0;
 
-    bool frozen() const noexcept { return top == kFrozen; }
-    bool empty() const noexcept { return top == kNone || top == kFrozen; }
+    [[nodiscard]] bool frozen() const noexcept { return top == kFrozen; }
+    [[nodiscard]] bool empty() const noexcept { return top == kNone || top == kFrozen; }
 
-    std::uint64_t Pack() const noexcept {
+    [[nodiscard]] std::uint64_t Pack() const noexcept {
       return static_cast<std::uint64_t>(top) |
              (static_cast<std::uint64_t>(free) << kTopBits) |
              (static_cast<std::uint64_t>(tag & kTagMask) << (kTopBits + kFreeBits));
@@ -83,7 +83,7 @@ class FreeStack {
     head_.store(head.Pack(), std::memory_order_relaxed);  // published by the leaf's install
   }
 
-  Head Load() const noexcept {
+  [[nodiscard]] Head Load() const noexcept {
     // (S0) seq_cst: the hint-bitmap re-check (leaf_hints.h, L2) needs this load in the single
     // total order with the push/pop CASes. A plain load on x86.
     return Head::Unpack(head_.load(std::memory_order_seq_cst));

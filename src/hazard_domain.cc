@@ -28,8 +28,9 @@ HazardDomain::~HazardDomain() {
 
 HazardDomain& HazardDomain::Default() noexcept {
   // Deliberately leaked: threads may exit (and return records) after static destruction.
-  static HazardDomain* const domain = new HazardDomain();
-  return *domain;
+  // NOLINTNEXTLINE(bugprone-unhandled-exception-at-new): failing here at start-up is fatal anyway.
+  static auto* const kDomain = new HazardDomain();
+  return *kDomain;
 }
 
 HazardRecord* HazardDomain::AcquireRecord() {

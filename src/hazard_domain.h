@@ -93,7 +93,7 @@ class alignas(64) HazardRecord {
     slots_[Index(slot)].store(nullptr, std::memory_order_release);  // (H4)
   }
 
-  const void* Get(int slot) const noexcept {
+  [[nodiscard]] const void* Get(int slot) const noexcept {
     // relaxed: diagnostic read of the owner's own slot.
     return slots_[Index(slot)].load(std::memory_order_relaxed);
   }
@@ -152,8 +152,8 @@ class HazardDomain {
   // Frees every retired object no hazard slot holds. Returns how many it freed.
   std::size_t Reclaim() noexcept;
 
-  std::size_t retired_count() const noexcept;
-  std::size_t record_count() const noexcept;
+  [[nodiscard]] std::size_t retired_count() const noexcept;
+  [[nodiscard]] std::size_t record_count() const noexcept;
 
  private:
   bool IsProtected(const void* object) const noexcept;

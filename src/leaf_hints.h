@@ -44,7 +44,7 @@ class LeafHints {
     return true;
   }
 
-  std::uint32_t FindFirst() const noexcept {
+  [[nodiscard]] std::uint32_t FindFirst() const noexcept {
     for (std::uint32_t w = 0; w < words_; ++w) {
       // acquire: pairs with the seq_cst sets, so the leaf state that made a bit set is visible.
       const std::uint64_t word = bits_[w].load(std::memory_order_acquire);
@@ -64,12 +64,12 @@ class LeafHints {
     }
   }
 
-  bool Test(std::uint32_t leaf) const noexcept {
+  [[nodiscard]] bool Test(std::uint32_t leaf) const noexcept {
     // relaxed: diagnostics and tests only.
     return (bits_[leaf / 64].load(std::memory_order_relaxed) & Bit(leaf)) != 0;
   }
 
-  std::size_t bytes() const noexcept { return words_ * sizeof(std::atomic<std::uint64_t>); }
+  [[nodiscard]] std::size_t bytes() const noexcept { return words_ * sizeof(std::atomic<std::uint64_t>); }
 
  private:
   static std::uint64_t Bit(std::uint32_t leaf) noexcept { return std::uint64_t{1} << (leaf % 64); }

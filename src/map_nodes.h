@@ -49,26 +49,26 @@ class LeafMap : public Retirable {
   static LeafMap* Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
                          void* context_for_first_slot) noexcept;
   static void Destroy(LeafMap* leaf) noexcept;
-  static std::size_t AllocationSize(std::uint32_t capacity) noexcept {
+  [[nodiscard]] static std::size_t AllocationSize(std::uint32_t capacity) noexcept {
     return sizeof(LeafMap) + capacity * (sizeof(std::atomic<void*>) + sizeof(std::atomic<std::uint32_t>));
   }
 
-  std::atomic<void*>& context(std::uint32_t slot) noexcept { return contexts()[slot]; }
-  const std::atomic<void*>& context(std::uint32_t slot) const noexcept {
+  [[nodiscard]] std::atomic<void*>& context(std::uint32_t slot) noexcept { return contexts()[slot]; }
+  [[nodiscard]] const std::atomic<void*>& context(std::uint32_t slot) const noexcept {
     return contexts()[slot];
   }
-  std::atomic<std::uint32_t>* links() noexcept {
+  [[nodiscard]] std::atomic<std::uint32_t>* links() noexcept {
     return reinterpret_cast<std::atomic<std::uint32_t>*>(contexts() + capacity_);
   }
 
-  FreeStack& stack() noexcept { return stack_; }
-  const FreeStack& stack() const noexcept { return stack_; }
-  std::uint32_t index() const noexcept { return index_; }
-  std::uint32_t valid_slots() const noexcept { return valid_slots_; }
-  std::uint32_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] FreeStack& stack() noexcept { return stack_; }
+  [[nodiscard]] const FreeStack& stack() const noexcept { return stack_; }
+  [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
+  [[nodiscard]] std::uint32_t valid_slots() const noexcept { return valid_slots_; }
+  [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
 
   // Slots held (popped and not pushed back); 0 for a frozen leaf.
-  std::uint32_t HeldSlots() const noexcept {
+  [[nodiscard]] std::uint32_t HeldSlots() const noexcept {
     const FreeStack::Head head = stack_.Load();
     return head.frozen() ? 0 : valid_slots_ - head.free;
   }
@@ -77,10 +77,10 @@ class LeafMap : public Retirable {
   LeafMap(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots) noexcept
       : index_(index), valid_slots_(valid_slots), capacity_(capacity) {}
 
-  std::atomic<void*>* contexts() noexcept {
+  [[nodiscard]] std::atomic<void*>* contexts() noexcept {
     return reinterpret_cast<std::atomic<void*>*>(this + 1);
   }
-  const std::atomic<void*>* contexts() const noexcept {
+  [[nodiscard]] const std::atomic<void*>* contexts() const noexcept {
     return reinterpret_cast<const std::atomic<void*>*>(this + 1);
   }
 
@@ -98,13 +98,13 @@ class DirectoryMap : public Retirable {
 
   static DirectoryMap* Create(std::uint32_t index, std::uint32_t entries) noexcept;
   static void Destroy(DirectoryMap* dir) noexcept;
-  static std::size_t AllocationSize(std::uint32_t entries) noexcept {
+  [[nodiscard]] static std::size_t AllocationSize(std::uint32_t entries) noexcept {
     return sizeof(DirectoryMap) + entries * sizeof(std::atomic<LeafMap*>);
   }
 
-  std::atomic<LeafMap*>& leaf(std::uint32_t entry) noexcept { return leaves()[entry]; }
-  std::uint32_t index() const noexcept { return index_; }
-  std::uint32_t entries() const noexcept { return entries_; }
+  [[nodiscard]] std::atomic<LeafMap*>& leaf(std::uint32_t entry) noexcept { return leaves()[entry]; }
+  [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
+  [[nodiscard]] std::uint32_t entries() const noexcept { return entries_; }
 
   // Counts a grower in before it installs a leaf (DM1). False if the directory is frozen.
   bool TryCountLeafIn() noexcept {
@@ -134,7 +134,7 @@ class DirectoryMap : public Retirable {
                                           std::memory_order_relaxed);
   }
 
-  bool frozen() const noexcept {
+  [[nodiscard]] bool frozen() const noexcept {
     // acquire: pairs with (DS3), so a reader that sees the freeze also sees the empty entries.
     return (state_.load(std::memory_order_acquire) & kFrozen) != 0;
   }
@@ -143,7 +143,7 @@ class DirectoryMap : public Retirable {
   DirectoryMap(std::uint32_t index, std::uint32_t entries) noexcept
       : index_(index), entries_(entries) {}
 
-  std::atomic<LeafMap*>* leaves() noexcept {
+  [[nodiscard]] std::atomic<LeafMap*>* leaves() noexcept {
     return reinterpret_cast<std::atomic<LeafMap*>*>(this + 1);
   }
 

@@ -34,64 +34,64 @@ NTSTATUS ToNtStatus(AtlasResult result) noexcept {
 
 extern "C" {
 
-PRX_MID_ATLAS RxCreateMidAtlas(USHORT MaximumNumberOfMids, USHORT MidsAllocatedAtStart) {
-  if (MaximumNumberOfMids == 0 || MidsAllocatedAtStart == 0 ||
-      MidsAllocatedAtStart > MaximumNumberOfMids) {
+PRX_MID_ATLAS RxCreateMidAtlas(USHORT max_mids, USHORT initial_mids) {
+  if (max_mids == 0 || initial_mids == 0 ||
+      initial_mids > max_mids) {
     return nullptr;
   }
-  AtlasCore* core = AtlasCore::New(MaximumNumberOfMids, MidsAllocatedAtStart, {});
+  AtlasCore* core = AtlasCore::New(max_mids, initial_mids, {});
   return reinterpret_cast<PRX_MID_ATLAS>(core);
 }
 
-VOID RxDestroyMidAtlas(PRX_MID_ATLAS MidAtlas, PCONTEXT_DESTRUCTOR Destructor) {
-  if (MidAtlas == nullptr) return;
-  AtlasCore* core = Core(MidAtlas);
-  if (Destructor != nullptr) core->set_context_destructor(Destructor);
+VOID RxDestroyMidAtlas(PRX_MID_ATLAS atlas, PCONTEXT_DESTRUCTOR destructor) {
+  if (atlas == nullptr) return;
+  AtlasCore* core = Core(atlas);
+  if (destructor != nullptr) core->set_context_destructor(destructor);
   delete core;
 }
 
-NTSTATUS RxAssociateContextWithMid(PRX_MID_ATLAS MidAtlas, PVOID Context, PUSHORT NewMid) {
-  if (MidAtlas == nullptr) return STATUS_INVALID_PARAMETER;
+NTSTATUS RxAssociateContextWithMid(PRX_MID_ATLAS atlas, PVOID context, PUSHORT new_mid) {
+  if (atlas == nullptr) return STATUS_INVALID_PARAMETER;
   midatlas::Mid mid = 0;
-  const AtlasResult result = Core(MidAtlas)->AssociateContext(Context, NewMid == nullptr ? nullptr : &mid);
-  if (result == AtlasResult::kOk) *NewMid = mid;
+  const AtlasResult result = Core(atlas)->AssociateContext(context, new_mid == nullptr ? nullptr : &mid);
+  if (result == AtlasResult::kOk) *new_mid = mid;
   return ToNtStatus(result);
 }
 
-PVOID RxMapMidToContext(PRX_MID_ATLAS MidAtlas, USHORT Mid) {
-  if (MidAtlas == nullptr) return nullptr;
-  return Core(MidAtlas)->MapMid(Mid);
+PVOID RxMapMidToContext(PRX_MID_ATLAS atlas, USHORT mid) {
+  if (atlas == nullptr) return nullptr;
+  return Core(atlas)->MapMid(mid);
 }
 
-NTSTATUS RxMapAndDissociateMidFromContext(PRX_MID_ATLAS MidAtlas, USHORT Mid,
-                                          PVOID* ContextPointer) {
-  if (ContextPointer == nullptr) return STATUS_INVALID_PARAMETER;
-  if (MidAtlas == nullptr) {
-    *ContextPointer = nullptr;
+NTSTATUS RxMapAndDissociateMidFromContext(PRX_MID_ATLAS atlas, USHORT mid,
+                                          PVOID* context_out) {
+  if (context_out == nullptr) return STATUS_INVALID_PARAMETER;
+  if (atlas == nullptr) {
+    *context_out = nullptr;
     return STATUS_INVALID_PARAMETER;
   }
-  return ToNtStatus(Core(MidAtlas)->DissociateMid(Mid, ContextPointer));
+  return ToNtStatus(Core(atlas)->DissociateMid(mid, context_out));
 }
 
-NTSTATUS RxReassociateMid(PRX_MID_ATLAS MidAtlas, USHORT Mid, PVOID NewContext) {
-  if (MidAtlas == nullptr) return STATUS_INVALID_PARAMETER;
-  return ToNtStatus(Core(MidAtlas)->ReassociateContext(Mid, NewContext));
+NTSTATUS RxReassociateMid(PRX_MID_ATLAS atlas, USHORT mid, PVOID new_context) {
+  if (atlas == nullptr) return STATUS_INVALID_PARAMETER;
+  return ToNtStatus(Core(atlas)->ReassociateContext(mid, new_context));
 }
 
-VOID RxIterateMidAtlasAndRemove(PRX_MID_ATLAS MidAtlas, PCONTEXT_ITERATOR Iterator) {
+VOID RxIterateMidAtlasAndRemove(PRX_MID_ATLAS atlas, PCONTEXT_ITERATOR iterator) {
   // A NULL iterator would drop every context on the floor: treat it as a no-op instead.
-  if (MidAtlas == nullptr || Iterator == nullptr) return;
-  Core(MidAtlas)->RemoveAll([Iterator](void* context) { Iterator(context); });
+  if (atlas == nullptr || iterator == nullptr) return;
+  Core(atlas)->RemoveAll([iterator](void* context) { iterator(context); });
 }
 
-USHORT RxGetMaximumNumberOfMids(PRX_MID_ATLAS MidAtlas) {
-  if (MidAtlas == nullptr) return 0;
-  return static_cast<USHORT>(Core(MidAtlas)->max_mid_count());
+USHORT RxGetMaximumNumberOfMids(PRX_MID_ATLAS atlas) {
+  if (atlas == nullptr) return 0;
+  return static_cast<USHORT>(Core(atlas)->max_mid_count());
 }
 
-USHORT RxGetNumberOfMidsInUse(PRX_MID_ATLAS MidAtlas) {
-  if (MidAtlas == nullptr) return 0;
-  return static_cast<USHORT>(Core(MidAtlas)->HeldMids());
+USHORT RxGetNumberOfMidsInUse(PRX_MID_ATLAS atlas) {
+  if (atlas == nullptr) return 0;
+  return static_cast<USHORT>(Core(atlas)->HeldMids());
 }
 
 }  // extern "C"

@@ -141,7 +141,7 @@ class MidAtlas {
 
   // The context associated with `mid`, or nullptr when `mid` is not in use (never handed
   // out, already dissociated, or >= max_mids). Wait-free.
-  void* Map(Mid mid) const noexcept;
+  [[nodiscard]] void* Map(Mid mid) const noexcept;
 
   // Returns the context of `mid` and frees the MID. InvalidArgument (and no change) when
   // `mid` is not in use.
@@ -156,12 +156,12 @@ class MidAtlas {
   // may call any operation on this atlas except destruction. Returns how many it handed out.
   std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
 
-  std::uint32_t max_mids() const noexcept;
-  std::uint32_t initial_mids() const noexcept;
-  MidLayout layout() const noexcept;
+  [[nodiscard]] std::uint32_t max_mids() const noexcept;
+  [[nodiscard]] std::uint32_t initial_mids() const noexcept;
+  [[nodiscard]] MidLayout layout() const noexcept;
   // MIDs held, counting associations and dissociations still in progress.
-  std::uint32_t mids_in_use() const noexcept;
-  AtlasStats stats() const noexcept;
+  [[nodiscard]] std::uint32_t mids_in_use() const noexcept;
+  [[nodiscard]] AtlasStats stats() const noexcept;
 
  protected:
   MidAtlas() = default;
@@ -192,7 +192,7 @@ class TypedMidAtlas {
   absl::StatusOr<Mid> Associate(T* context) noexcept {
     return atlas_->Associate(const_cast<void*>(static_cast<const void*>(context)));
   }
-  T* Map(Mid mid) const noexcept { return static_cast<T*>(atlas_->Map(mid)); }
+  [[nodiscard]] T* Map(Mid mid) const noexcept { return static_cast<T*>(atlas_->Map(mid)); }
   absl::StatusOr<T*> MapAndDissociate(Mid mid) noexcept {
     absl::StatusOr<void*> context = atlas_->MapAndDissociate(mid);
     if (!context.ok()) return context.status();
@@ -205,8 +205,8 @@ class TypedMidAtlas {
   std::size_t IterateAndRemove(Fn&& fn) {
     return atlas_->IterateAndRemove([&fn](void* p) { fn(static_cast<T*>(p)); });
   }
-  std::uint32_t max_mids() const noexcept { return atlas_->max_mids(); }
-  std::uint32_t mids_in_use() const noexcept { return atlas_->mids_in_use(); }
+  [[nodiscard]] std::uint32_t max_mids() const noexcept { return atlas_->max_mids(); }
+  [[nodiscard]] std::uint32_t mids_in_use() const noexcept { return atlas_->mids_in_use(); }
   MidAtlas& untyped() noexcept { return *atlas_; }
 
  private:

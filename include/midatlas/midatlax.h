@@ -20,6 +20,9 @@
 #ifndef MIDATLAS_MIDATLAX_H_
 #define MIDATLAS_MIDATLAX_H_
 
+/* The C API keeps the Windows names and C idioms (typedef, <stdint.h>, the _RX_MID_ATLAS
+ * tag, PascalCase parameters) so that ported code reads the same. */
+/* NOLINTBEGIN(readability-identifier-naming, bugprone-reserved-identifier, modernize-deprecated-headers) */
 #include <stdint.h>
 
 #if !defined(_NTDEF_) && !defined(MIDATLAS_HAVE_NTSTATUS)
@@ -106,4 +109,5 @@ USHORT RxGetNumberOfMidsInUse(PRX_MID_ATLAS MidAtlas);
 } /* extern "C" */
 #endif
 
+/* NOLINTEND(readability-identifier-naming, bugprone-reserved-identifier, modernize-deprecated-headers) */
 #endif /* MIDATLAS_MIDATLAX_H_ */
