@@ -132,18 +132,25 @@ AtlasResult AtlasCore::AssociateContext(void* context, Mid* mid_out) noexcept {
   if (TakeFromLeaf(*leaf0_, context, mid_out)) [[likely]] return AtlasResult::kOk;
   if (leaf_count_ == 1) return AtlasResult::kAllInUse;
   HazardRecord& record = ThisThreadRecord();
+  // Leaves below `from` could not be grown for lack of memory; later candidates may still
+  // have free slots, so out-of-memory is reported only when none of them does.
+  std::uint32_t from = 0;
+  bool out_of_memory = false;
   while (true) {
-    const std::uint32_t candidate = hints_.FindFirst();
+    const std::uint32_t candidate = hints_.FindFirst(from);
     if (candidate == LeafHints::kNoLeaf) {
       // Every subordinate leaf is attached and full (LH1); leaf 0 may have had a MID
       // released while we looked elsewhere.
       if (TakeFromLeaf(*leaf0_, context, mid_out)) return AtlasResult::kOk;
-      return AtlasResult::kAllInUse;
+      return out_of_memory ? AtlasResult::kOutOfMemory : AtlasResult::kAllInUse;
     }
     const TakeResult result = TakeFromSubordinate(record, candidate, context, mid_out);
     ClearHazards(record);
     if (result == TakeResult::kTaken) return AtlasResult::kOk;
-    if (result == TakeResult::kOutOfMemory) return AtlasResult::kOutOfMemory;
+    if (result == TakeResult::kOutOfMemory) {
+      out_of_memory = true;
+      from = candidate + 1;
+    }
     MIDATLAS_CHAOS_POINT();
   }
 }

@@ -44,10 +44,12 @@ class LeafHints {
     return true;
   }
 
-  [[nodiscard]] std::uint32_t FindFirst() const noexcept {
-    for (std::uint32_t w = 0; w < words_; ++w) {
+  // The lowest hinted leaf >= `from`, or kNoLeaf.
+  [[nodiscard]] std::uint32_t FindFirst(std::uint32_t from = 0) const noexcept {
+    for (std::uint32_t w = from / 64; w < words_; ++w) {
       // acquire: pairs with the seq_cst sets, so the leaf state that made a bit set is visible.
-      const std::uint64_t word = bits_[w].load(std::memory_order_acquire);
+      std::uint64_t word = bits_[w].load(std::memory_order_acquire);
+      if (w == from / 64) word &= ~std::uint64_t{0} << (from % 64);
       if (word != 0) return w * 64 + static_cast<std::uint32_t>(std::countr_zero(word));
     }
     return kNoLeaf;
