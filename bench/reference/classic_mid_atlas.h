@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 
@@ -86,7 +87,7 @@ class ClassicMidAtlas {
   // RxAssociateContextWithMid.
   ClassicStatus Associate(void* context, std::uint16_t* mid) noexcept;
   // RxMapMidToContext: the context of `mid`, or nullptr when it is not in use.
-  void* Map(std::uint16_t mid) const noexcept;
+  [[nodiscard]] void* Map(std::uint16_t mid) const noexcept;
   // RxMapAndDissociateMidFromContext: *context receives the context (nullptr on failure).
   ClassicStatus MapAndDissociate(std::uint16_t mid, void** context) noexcept;
   // RxReassociateMid.
@@ -95,15 +96,15 @@ class ClassicMidAtlas {
   // MID is free. `fn` must not call back into this atlas. Returns how many it handed out.
   std::size_t IterateAndRemove(ContextFn fn);
 
-  std::uint16_t max_mids() const noexcept { return max_mids_; }
-  std::uint16_t mids_in_use() const noexcept { return in_use_; }
-  ClassicLayout layout() const noexcept { return layout_; }
+  [[nodiscard]] std::uint16_t max_mids() const noexcept { return max_mids_; }
+  [[nodiscard]] std::uint16_t mids_in_use() const noexcept { return in_use_; }
+  [[nodiscard]] ClassicLayout layout() const noexcept { return layout_; }
   // 1 until the first growth, then 2, then 3.
-  int number_of_levels() const noexcept { return levels_; }
+  [[nodiscard]] int number_of_levels() const noexcept { return levels_; }
   // MID_MAPs allocated, every level counted.
-  std::size_t map_count() const noexcept { return map_count_; }
+  [[nodiscard]] std::size_t map_count() const noexcept { return map_count_; }
   // Bytes of the atlas object and every MID_MAP allocated.
-  std::size_t bytes() const noexcept { return sizeof(*this) + map_bytes_; }
+  [[nodiscard]] std::size_t bytes() const noexcept { return sizeof(*this) + map_bytes_; }
 
  private:
   struct MidMap;
@@ -151,16 +152,16 @@ class MutexClassicMidAtlas {
   static void Destroy(std::unique_ptr<MutexClassicMidAtlas> atlas, ContextFn destructor);
 
   ClassicStatus Associate(void* context, std::uint16_t* mid) noexcept;
-  void* Map(std::uint16_t mid) const noexcept;
+  [[nodiscard]] void* Map(std::uint16_t mid) const noexcept;
   ClassicStatus MapAndDissociate(std::uint16_t mid, void** context) noexcept;
   ClassicStatus Reassociate(std::uint16_t mid, void* new_context) noexcept;
   // Removes every context under the lock, then hands them to `fn` without it, so `fn` may
   // call back into this atlas.
   std::size_t IterateAndRemove(ContextFn fn);
 
-  std::uint16_t max_mids() const noexcept { return atlas_->max_mids(); }
-  std::uint16_t mids_in_use() const noexcept;
-  std::size_t bytes() const noexcept;
+  [[nodiscard]] std::uint16_t max_mids() const noexcept { return atlas_->max_mids(); }
+  [[nodiscard]] std::uint16_t mids_in_use() const noexcept;
+  [[nodiscard]] std::size_t bytes() const noexcept;
 
  private:
   explicit MutexClassicMidAtlas(std::unique_ptr<ClassicMidAtlas> atlas) noexcept

@@ -48,7 +48,7 @@ class FlatAtomicAtlas {
   // False when `context` is null or every MID is in use. Lock-free.
   bool Associate(void* context, std::uint16_t* mid) noexcept;
   // The context of `mid`, or nullptr when it is not in use. Wait-free.
-  void* Map(std::uint16_t mid) const noexcept;
+  [[nodiscard]] void* Map(std::uint16_t mid) const noexcept;
   // The context of `mid`, which is free again afterwards; nullptr (and no change) when `mid`
   // is not in use. Of racing calls on one MID exactly one receives the context. Lock-free.
   void* MapAndDissociate(std::uint16_t mid) noexcept;
@@ -56,9 +56,9 @@ class FlatAtomicAtlas {
   // `new_context` is null. Lock-free.
   bool Reassociate(std::uint16_t mid, void* new_context) noexcept;
 
-  std::uint32_t max_mids() const noexcept { return max_mids_; }
+  [[nodiscard]] std::uint32_t max_mids() const noexcept { return max_mids_; }
   // Bytes of the object and both slot arrays.
-  std::size_t bytes() const noexcept;
+  [[nodiscard]] std::size_t bytes() const noexcept;
 
  private:
   static constexpr std::uint32_t kNone = 0xFFFFFFFFU;
