@@ -28,9 +28,14 @@ AtlasCore::AtlasCore(std::uint32_t max_mids, std::uint32_t initial_mids, MidLayo
 AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
                           ContextDestructor destructor) noexcept {
   const MidLayout layout = LayoutForInitialMids(initial_mids);
-  auto* core = new (std::nothrow)
-      AtlasCore(max_mids, initial_mids, layout, std::move(destructor));
-  if (core == nullptr) return nullptr;
+  const std::uint32_t dir_entries = 1U << layout.dir_bits;
+  static_assert(sizeof(AtlasCore) % alignof(DirectoryMap) == 0, "directory 0 follows the atlas");
+  static_assert(alignof(AtlasCore) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__, "plain new suffices");
+  void* memory = ::operator new(sizeof(AtlasCore) + DirectoryMap::AllocationSize(dir_entries),
+                                std::nothrow);
+  if (memory == nullptr) return nullptr;
+  auto* core = new (memory) AtlasCore(max_mids, initial_mids, layout, std::move(destructor));
+  DirectoryMap::CreateAt(core + 1, 0, dir_entries);
   if (!core->AllocateInitialMaps()) {
     delete core;
     return nullptr;
@@ -39,27 +44,20 @@ AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
 }
 
 bool AtlasCore::AllocateInitialMaps() noexcept {
-  root_.reset(new (std::nothrow) std::atomic<DirectoryMap*>[dir_count_]);
-  if (!root_) return false;
-  for (std::uint32_t dir = 0; dir < dir_count_; ++dir) {
-    root_[dir].store(nullptr, std::memory_order_relaxed);  // unshared until Create returns
-  }
   if (!hints_.Init(leaf_count_)) return false;
-  dir0_ = DirectoryMap::Create(0, dir_entries_);
-  if (dir0_ == nullptr) return false;
-  root_[0].store(dir0_, std::memory_order_relaxed);  // unshared until Create returns
+  root_[0].store(dir0(), std::memory_order_relaxed);  // unshared until Create returns
   leaf0_ = LeafMap::Create(0, leaf_capacity_, ValidSlots(0), nullptr);
   if (leaf0_ == nullptr) return false;
   // AC2: leaf 0 and directory 0 are counted in for good, so neither is ever frozen.
-  dir0_->TryCountLeafIn();
-  dir0_->leaf(0).store(leaf0_, std::memory_order_relaxed);  // unshared until Create returns
+  dir0()->TryCountLeafIn();
+  dir0()->leaf(0).store(leaf0_, std::memory_order_relaxed);  // unshared until Create returns
   return true;
 }
 
 AtlasCore::~AtlasCore() {
   // Single-threaded by contract, so relaxed loads throughout. First hand out every context,
   // so that a destructor callback that still maps a MID sees a consistent (empty) atlas.
-  for (std::uint32_t d = 0; root_ && d < dir_count_; ++d) {
+  for (std::uint32_t d = 0; d < dir_count_; ++d) {
     DirectoryMap* dir = root_[d].load(std::memory_order_relaxed);
     if (dir == nullptr) continue;
     for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
@@ -71,14 +69,14 @@ AtlasCore::~AtlasCore() {
       }
     }
   }
-  for (std::uint32_t d = 0; root_ && d < dir_count_; ++d) {
+  for (std::uint32_t d = 0; d < dir_count_; ++d) {
     DirectoryMap* dir = root_[d].load(std::memory_order_relaxed);
     if (dir == nullptr) continue;
     for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
       LeafMap* leaf = dir->leaf(entry).load(std::memory_order_relaxed);
       if (leaf != nullptr) LeafMap::Destroy(leaf);
     }
-    DirectoryMap::Destroy(dir);
+    if (d != 0) DirectoryMap::Destroy(dir);  // directory 0 is part of this allocation
   }
 }
 
@@ -86,50 +84,11 @@ std::uint32_t AtlasCore::ValidSlots(std::uint32_t leaf) const noexcept {
   return std::min(leaf_capacity_, max_mids_ - (leaf << leaf_shift_));
 }
 
-LeafMap* AtlasCore::ProtectLeafOnce(HazardRecord& record, std::uint32_t leaf_index,
-                                    DirectoryMap** dir_out) const noexcept {
-  const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  // Directory 0 is permanent (AC2): no hazard needed.
-  DirectoryMap* dir =
-      dir_index == 0 ? dir0_ : record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
-  if (dir == nullptr) return nullptr;
-  *dir_out = dir;
-  return record.TryProtect(kLeafHazard, dir->leaf(leaf_index & entry_mask_));  // (H1)-(H3)
-}
-
-void AtlasCore::ClearHazards(HazardRecord& record) noexcept {
-  record.Clear(kDirHazard);   // (H4)
-  record.Clear(kLeafHazard);  // (H4)
-}
-
-// ----------------------------------------------------------------------------------------
-// Map: wait-free. Linearization point: the acquire load of the context (M1), or, when a
-// protection attempt fails, the instant at which the map was absent or frozen (AC4).
-
-void* AtlasCore::MapMid(Mid mid) const noexcept {
-  if (mid >= max_mids_) return nullptr;
-  const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
-  const std::uint32_t slot = mid & slot_mask_;
-  if (leaf_index == 0) [[likely]] {
-    return leaf0_->context(slot).load(std::memory_order_acquire);  // (M1) pairs with (A2)/(R2)
-  }
-  HazardRecord& record = ThisThreadRecord();
-  DirectoryMap* dir = nullptr;
-  const LeafMap* leaf = ProtectLeafOnce(record, leaf_index, &dir);
-  void* context = leaf == nullptr
-                      ? nullptr
-                      : leaf->context(slot).load(std::memory_order_acquire);  // (M1)
-  ClearHazards(record);
-  return context;
-}
-
 // ----------------------------------------------------------------------------------------
 // Associate: lock-free. Linearization point: the release store of the context (A2), or the
 // release CAS that installs a new leaf already holding it (A3).
 
-AtlasResult AtlasCore::AssociateContext(void* context, Mid* mid_out) noexcept {
-  if (context == nullptr || mid_out == nullptr) return AtlasResult::kInvalidArgument;
-  if (TakeFromLeaf(*leaf0_, context, mid_out)) [[likely]] return AtlasResult::kOk;
+AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept {
   if (leaf_count_ == 1) return AtlasResult::kAllInUse;
   HazardRecord& record = ThisThreadRecord();
   // Leaves below `from` could not be grown for lack of memory; later candidates may still
@@ -155,22 +114,6 @@ AtlasResult AtlasCore::AssociateContext(void* context, Mid* mid_out) noexcept {
   }
 }
 
-bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept {
-  const FreeStack::PopResult popped = leaf.stack().Pop(leaf.links());  // (A1)
-  if (popped.index == FreeStack::kNone) {
-    if (leaf.index() != 0) ClearHintIfFull(leaf);
-    return false;
-  }
-  MIDATLAS_CHAOS_POINT();
-  // AC1: a slot on the free stack holds null, so until this store Map returns null for it.
-  // (A2) release: pairs with (M1), (D1), (R1): whatever the caller wrote into *context before
-  // associating is visible to every thread that maps the MID to it.
-  leaf.context(popped.index).store(context, std::memory_order_release);
-  *mid_out = MidOf(leaf.index(), popped.index);
-  if (popped.free_after == 0 && leaf.index() != 0) ClearHintIfFull(leaf);
-  return true;
-}
-
 void AtlasCore::ClearHintIfFull(LeafMap& leaf) noexcept {
   hints_.Clear(leaf.index());                    // (L1)
   MIDATLAS_CHAOS_POINT();
@@ -182,7 +125,7 @@ AtlasCore::TakeResult AtlasCore::TakeFromSubordinate(HazardRecord& record,
                                                      std::uint32_t leaf_index, void* context,
                                                      Mid* mid_out) noexcept {
   const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  DirectoryMap* dir = dir_index == 0 ? dir0_ : ProtectOrGrowDirectory(record, dir_index);
+  DirectoryMap* dir = dir_index == 0 ? dir0() : ProtectOrGrowDirectory(record, dir_index);
   if (dir == nullptr) return TakeResult::kOutOfMemory;
   LeafMap* leaf = record.Protect(kLeafHazard, dir->leaf(leaf_index & entry_mask_));
   if (leaf == nullptr) return GrowLeaf(record, *dir, leaf_index, context, mid_out);
@@ -250,33 +193,9 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardRecord& record, DirectoryMap& di
 // Dissociate: lock-free. Linearization point: the exchange that takes the context (D1), or
 // the load / failed protection that shows the MID free.
 
-namespace {
-void* TakeContext(LeafMap& leaf, std::uint32_t slot) noexcept {
-  std::atomic<void*>& cell = leaf.context(slot);
-  // relaxed pre-check: a MID that is not in use (a late duplicate response) is common bad
-  // input; answering it must not write to the slot's cache line. A null seen here is a valid
-  // linearization point by itself.
-  if (cell.load(std::memory_order_relaxed) == nullptr) return nullptr;
-  MIDATLAS_CHAOS_POINT();
-  // (D1) acquire exchange: pairs with (A2)/(R2), so the caller sees what the associating
-  // thread wrote into the context. Of racing exchanges exactly one reads the non-null value.
-  return cell.exchange(nullptr, std::memory_order_acquire);
-}
-}  // namespace
-
-AtlasResult AtlasCore::DissociateMid(Mid mid, void** context_out) noexcept {
-  if (context_out == nullptr) return AtlasResult::kInvalidArgument;
-  *context_out = nullptr;
-  if (mid >= max_mids_) return AtlasResult::kInvalidArgument;
+AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept {
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
-  if (leaf_index == 0) {
-    void* context = TakeContext(*leaf0_, slot);
-    if (context == nullptr) return AtlasResult::kInvalidArgument;
-    leaf0_->stack().Push(leaf0_->links(), slot);  // (S2) release: free after use
-    *context_out = context;
-    return AtlasResult::kOk;
-  }
   HazardRecord& record = ThisThreadRecord();
   DirectoryMap* dir = nullptr;
   LeafMap* leaf = ProtectLeafOnce(record, leaf_index, &dir);
@@ -392,7 +311,7 @@ template <typename Visit>
 void AtlasCore::ForEachAttachedLeaf(Visit&& visit) const noexcept {
   HazardRecord& record = ThisThreadRecord();
   for (std::uint32_t d = 0; d < dir_count_; ++d) {
-    DirectoryMap* dir = d == 0 ? dir0_ : record.Protect(kDirHazard, root_[d]);
+    DirectoryMap* dir = d == 0 ? dir0() : record.Protect(kDirHazard, root_[d]);
     if (dir == nullptr) continue;
     visit(static_cast<const DirectoryMap*>(dir), static_cast<const LeafMap*>(nullptr));
     for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
@@ -438,8 +357,8 @@ std::uint32_t AtlasCore::HeldMids() const noexcept {
 
 AtlasStats AtlasCore::Snapshot() const noexcept {
   AtlasStats stats;
-  stats.bytes_attached = sizeof(AtlasCore) + dir_count_ * sizeof(std::atomic<DirectoryMap*>) +
-                         hints_.bytes();
+  // Directory 0 shares the atlas's allocation; the walk below counts it with the others.
+  stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes();
   ForEachAttachedLeaf([&](const DirectoryMap*, const LeafMap* leaf) {
     if (leaf == nullptr) {
       ++stats.directory_maps;

@@ -12,11 +12,13 @@
 #ifndef MIDATLAS_SRC_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_CORE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 
 #include "absl/functional/function_ref.h"
+#include "chaos.h"
 #include "hazard_domain.h"
 #include "leaf_hints.h"
 #include "map_nodes.h"
@@ -39,7 +41,11 @@ class AtlasCore final : public MidAtlas {
                         ContextDestructor destructor) noexcept;
   // Hands every remaining context to the destructor given at creation, then frees all maps.
   ~AtlasCore() override;
+  // The atlas and directory 0 are one allocation (see New).
+  static void operator delete(void* memory) noexcept { ::operator delete(memory); }
 
+  // The leaf-0 paths of these three are inline (below), so that each public entry point is a
+  // single call; everything beyond leaf 0 is out of line in atlas_core.cc.
   AtlasResult AssociateContext(void* context, Mid* mid_out) noexcept;
   [[nodiscard]] void* MapMid(Mid mid) const noexcept;
   AtlasResult DissociateMid(Mid mid, void** context_out) noexcept;
@@ -77,7 +83,10 @@ class AtlasCore final : public MidAtlas {
                            DirectoryMap** dir_out) const noexcept;
   static void ClearHazards(HazardRecord& record) noexcept;
 
+  AtlasResult AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept;
+  AtlasResult DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept;
   bool TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept;
+  static void* TakeContext(LeafMap& leaf, std::uint32_t slot) noexcept;
   TakeResult TakeFromSubordinate(HazardRecord& record, std::uint32_t leaf_index, void* context,
                                  Mid* mid_out) noexcept;
   DirectoryMap* ProtectOrGrowDirectory(HazardRecord& record, std::uint32_t dir_index) noexcept;
@@ -100,8 +109,15 @@ class AtlasCore final : public MidAtlas {
   std::uint32_t dir_shift_;   // == layout_.dir_bits
   std::uint32_t entry_mask_;
   LeafMap* leaf0_ = nullptr;  // permanent: MIDs below 2^leaf_bits never need a hazard
-  DirectoryMap* dir0_ = nullptr;  // permanent: root_[0] always holds it
-  std::unique_ptr<std::atomic<DirectoryMap*>[]> root_;
+  // Directory 0 lives right after this object, in the same allocation, so Map reaches its
+  // leaf pointers at a fixed offset from `this`: one dependent load fewer than a pointer.
+  // Permanent (AC2); root_[0] always holds it.
+  DirectoryMap* dir0() const noexcept {
+    return reinterpret_cast<DirectoryMap*>(const_cast<AtlasCore*>(this) + 1);
+  }
+  // The root is embedded for the same reason; only the first dir_count_ entries are used.
+  static constexpr std::uint32_t kMaxRootEntries = 1U << ((16 - kMinLeafBits) / 2);
+  std::array<std::atomic<DirectoryMap*>, kMaxRootEntries> root_{};
   std::uint32_t leaf_count_;      // leaves needed to cover [0, max_mids)
   std::uint32_t dir_count_ = 0;   // directories needed to cover those leaves
   std::uint32_t leaf_capacity_;
@@ -114,8 +130,106 @@ class AtlasCore final : public MidAtlas {
   // --- Shared, written by associate/dissociate on rare transitions. ---
   LeafHints hints_;
   // The one drained subordinate leaf kept attached as a spare (0 = none): see OnLeafDrained.
-  alignas(64) std::atomic<std::uint32_t> spare_leaf_{0};
+  // Written only when a leaf drains, so it may share a line with the read-mostly fields.
+  std::atomic<std::uint32_t> spare_leaf_{0};
 };
+
+// ----------------------------------------------------------------------------------------
+// Hot paths, inline so that MidAtlas::Map and RxMapMidToContext are one call each.
+
+inline LeafMap* AtlasCore::ProtectLeafOnce(HazardRecord& record, std::uint32_t leaf_index,
+                                           DirectoryMap** dir_out) const noexcept {
+  const std::uint32_t dir_index = leaf_index >> dir_shift_;
+  // Directory 0 is permanent (AC2): no hazard needed.
+  DirectoryMap* dir =
+      dir_index == 0 ? dir0() : record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
+  if (dir == nullptr) return nullptr;
+  *dir_out = dir;
+  return record.TryProtect(kLeafHazard, dir->leaf(leaf_index & entry_mask_));  // (H1)-(H3)
+}
+
+inline void AtlasCore::ClearHazards(HazardRecord& record) noexcept {
+  record.Clear(kDirHazard);   // (H4)
+  record.Clear(kLeafHazard);  // (H4)
+}
+
+// Map: wait-free. Linearization point: the acquire load of the context (M1), or, when a
+// protection attempt fails, the instant at which the map was absent or frozen (AC4).
+inline void* AtlasCore::MapMid(Mid mid) const noexcept {
+  if (mid >= max_mids_) return nullptr;
+  const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
+  const std::uint32_t slot = mid & slot_mask_;
+  if (leaf_index == 0) [[likely]] {
+    return leaf0_->context(slot).load(std::memory_order_acquire);  // (M1) pairs with (A2)/(R2)
+  }
+  HazardRecord& record = ThisThreadRecord();
+  const std::uint32_t dir_index = leaf_index >> dir_shift_;
+  DirectoryMap* dir = dir0();  // permanent (AC2): no hazard
+  if (dir_index != 0) {
+    dir = record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
+    if (dir == nullptr) return nullptr;                      // AC4
+  }
+  void* context = nullptr;
+  const LeafMap* leaf = record.TryProtect(kLeafHazard, dir->leaf(leaf_index & entry_mask_));
+  if (leaf != nullptr) {
+    context = leaf->context(slot).load(std::memory_order_acquire);  // (M1)
+    record.Clear(kLeafHazard);                                       // (H4)
+  }
+  if (dir_index != 0) record.Clear(kDirHazard);  // (H4)
+  return context;
+}
+
+// Associate: lock-free. Linearization point: the release store of the context (A2), or the
+// release CAS that installs a new leaf already holding it (A3).
+inline AtlasResult AtlasCore::AssociateContext(void* context, Mid* mid_out) noexcept {
+  if (context == nullptr || mid_out == nullptr) [[unlikely]] {
+    return AtlasResult::kInvalidArgument;
+  }
+  if (TakeFromLeaf(*leaf0_, context, mid_out)) [[likely]] return AtlasResult::kOk;
+  return AssociateBeyondLeafZero(context, mid_out);
+}
+
+inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept {
+  const FreeStack::PopResult popped = leaf.stack().Pop(leaf.links());  // (A1)
+  if (popped.index == FreeStack::kNone) [[unlikely]] {
+    if (leaf.index() != 0) ClearHintIfFull(leaf);
+    return false;
+  }
+  MIDATLAS_CHAOS_POINT();
+  // AC1: a slot on the free stack holds null, so until this store Map returns null for it.
+  // (A2) release: pairs with (M1), (D1), (R1): whatever the caller wrote into *context before
+  // associating is visible to every thread that maps the MID to it.
+  leaf.context(popped.index).store(context, std::memory_order_release);
+  *mid_out = MidOf(leaf.index(), popped.index);
+  if (popped.free_after == 0 && leaf.index() != 0) [[unlikely]] ClearHintIfFull(leaf);
+  return true;
+}
+
+// Dissociate: lock-free. Linearization point: the exchange that takes the context (D1), or
+// the load / failed protection that shows the MID free.
+inline void* AtlasCore::TakeContext(LeafMap& leaf, std::uint32_t slot) noexcept {
+  std::atomic<void*>& cell = leaf.context(slot);
+  // relaxed pre-check: a MID that is not in use (a late duplicate response) is common bad
+  // input; answering it must not write to the slot's cache line. A null seen here is a valid
+  // linearization point by itself.
+  if (cell.load(std::memory_order_relaxed) == nullptr) return nullptr;
+  MIDATLAS_CHAOS_POINT();
+  // (D1) acquire exchange: pairs with (A2)/(R2), so the caller sees what the associating
+  // thread wrote into the context. Of racing exchanges exactly one reads the non-null value.
+  return cell.exchange(nullptr, std::memory_order_acquire);
+}
+
+inline AtlasResult AtlasCore::DissociateMid(Mid mid, void** context_out) noexcept {
+  if (context_out == nullptr) [[unlikely]] return AtlasResult::kInvalidArgument;
+  *context_out = nullptr;
+  if (mid >= max_mids_) [[unlikely]] return AtlasResult::kInvalidArgument;
+  if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
+  void* context = TakeContext(*leaf0_, mid);
+  if (context == nullptr) return AtlasResult::kInvalidArgument;
+  leaf0_->stack().Push(leaf0_->links(), mid);  // (S2) release: free after use
+  *context_out = context;
+  return AtlasResult::kOk;
+}
 
 }  // namespace midatlas::internal
 

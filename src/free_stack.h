@@ -93,19 +93,20 @@ class FreeStack {
     // (S1) acquire: pairs with (S2); the link we read next was written before that push.
     std::uint64_t word = head_.load(std::memory_order_acquire);
     while (true) {
-      const Head head = Head::Unpack(word);
-      if (head.empty()) return PopResult{};
+      const auto top = static_cast<std::uint32_t>(word & kTopMask);
+      if (top >= kFrozen) return PopResult{};  // kNone or kFrozen
       // relaxed: if `top` was popped and pushed again since we read the head, the link may be
       // stale, but then the tag changed and the CAS below fails (FS2).
-      const std::uint32_t next = links[head.top].load(std::memory_order_relaxed);
+      const std::uint32_t next = links[top].load(std::memory_order_relaxed);
       MIDATLAS_CHAOS_POINT();
-      const Head popped{next, head.free - 1, head.tag + 1};
+      // free - 1 and tag + 1 in one add; the tag sits in the top bits, so it wraps mod 2^30.
+      const std::uint64_t popped = ((word & ~kTopMask) + kTagOne - kFreeOne) | next;
       // (S3) seq_cst CAS (acquire part pairs with (S2): the previous owner's writes to the
       // slot's context happen-before ours). On failure `word` holds the value the CAS saw,
       // so the next tag derives from the current head, never from a stale copy.
-      if (head_.compare_exchange_weak(word, popped.Pack(), std::memory_order_seq_cst,
+      if (head_.compare_exchange_weak(word, popped, std::memory_order_seq_cst,
                                       std::memory_order_acquire)) {
-        return PopResult{head.top, popped.free};
+        return PopResult{top, FreeOf(popped)};
       }
     }
   }
@@ -115,16 +116,15 @@ class FreeStack {
   std::uint32_t Push(std::atomic<std::uint32_t>* links, std::uint32_t index) noexcept {
     std::uint64_t word = head_.load(std::memory_order_relaxed);  // validated by the CAS
     while (true) {
-      const Head head = Head::Unpack(word);
       // relaxed: published by the release CAS below.
-      links[index].store(head.top, std::memory_order_relaxed);
+      links[index].store(static_cast<std::uint32_t>(word & kTopMask), std::memory_order_relaxed);
       MIDATLAS_CHAOS_POINT();
-      const Head pushed{index, head.free + 1, head.tag + 1};
+      const std::uint64_t pushed = ((word & ~kTopMask) + kTagOne + kFreeOne) | index;
       // (S2) seq_cst CAS (release part: the slot's link and everything the old owner did
       // happen-before the next popper's (S1)/(S3)).
-      if (head_.compare_exchange_weak(word, pushed.Pack(), std::memory_order_seq_cst,
+      if (head_.compare_exchange_weak(word, pushed, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
-        return pushed.free;
+        return FreeOf(pushed);
       }
     }
   }
@@ -150,6 +150,12 @@ class FreeStack {
   static constexpr std::uint64_t kTopMask = (std::uint64_t{1} << kTopBits) - 1;
   static constexpr std::uint64_t kFreeMask = (std::uint64_t{1} << kFreeBits) - 1;
   static constexpr std::uint32_t kTagMask = (1U << kTagBits) - 1;
+  static constexpr std::uint64_t kFreeOne = std::uint64_t{1} << kTopBits;
+  static constexpr std::uint64_t kTagOne = std::uint64_t{1} << (kTopBits + kFreeBits);
+
+  static std::uint32_t FreeOf(std::uint64_t word) noexcept {
+    return static_cast<std::uint32_t>((word >> kTopBits) & kFreeMask);
+  }
 
   std::atomic<std::uint64_t> head_{Head{}.Pack()};
 };

@@ -38,7 +38,12 @@ void LeafMap::Destroy(LeafMap* leaf) noexcept {
 DirectoryMap* DirectoryMap::Create(std::uint32_t index, std::uint32_t entries) noexcept {
   void* memory = ::operator new(AllocationSize(entries), std::nothrow);
   if (memory == nullptr) return nullptr;
-  auto* dir = new (memory) DirectoryMap(index, entries);
+  return CreateAt(memory, index, entries);
+}
+
+DirectoryMap* DirectoryMap::CreateAt(void* storage, std::uint32_t index,
+                                     std::uint32_t entries) noexcept {
+  auto* dir = new (storage) DirectoryMap(index, entries);
   dir->reclaim = &DirectoryMap::Reclaim;
   std::atomic<LeafMap*>* leaves = dir->leaves();
   for (std::uint32_t entry = 0; entry < entries; ++entry) {

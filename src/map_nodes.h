@@ -97,6 +97,10 @@ class DirectoryMap : public Retirable {
   static constexpr std::uint32_t kFrozen = 0x80000000U;
 
   static DirectoryMap* Create(std::uint32_t index, std::uint32_t entries) noexcept;
+  // Constructs a directory in caller-provided storage of AllocationSize(entries) bytes (the
+  // atlas embeds directory 0 in its own allocation). Never pass it to Destroy.
+  static DirectoryMap* CreateAt(void* storage, std::uint32_t index,
+                                std::uint32_t entries) noexcept;
   static void Destroy(DirectoryMap* dir) noexcept;
   [[nodiscard]] static std::size_t AllocationSize(std::uint32_t entries) noexcept {
     return sizeof(DirectoryMap) + entries * sizeof(std::atomic<LeafMap*>);
