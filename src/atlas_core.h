@@ -112,7 +112,7 @@ class AtlasCore final : public MidAtlas {
   // Directory 0 lives right after this object, in the same allocation, so Map reaches its
   // leaf pointers at a fixed offset from `this`: one dependent load fewer than a pointer.
   // Permanent (AC2); root_[0] always holds it.
-  DirectoryMap* dir0() const noexcept {
+  [[nodiscard]] DirectoryMap* dir0() const noexcept {
     return reinterpret_cast<DirectoryMap*>(const_cast<AtlasCore*>(this) + 1);
   }
   // The root is embedded for the same reason; only the first dir_count_ entries are used.
