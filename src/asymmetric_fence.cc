@@ -1,20 +1,17 @@
 #include "asymmetric_fence.h"
 
 #include <linux/membarrier.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <mutex>
 
 namespace midatlas::internal {
-namespace fence_detail {
-std::atomic<bool> membarrier_available{false};
-}  // namespace fence_detail
-
 namespace {
 
-long Membarrier(int command) noexcept {
-  return syscall(__NR_membarrier, command, 0U);
-}
+long Membarrier(int command) noexcept { return syscall(__NR_membarrier, command, 0U); }
 
 bool RegisterMembarrier() noexcept {
   const long supported = Membarrier(MEMBARRIER_CMD_QUERY);
@@ -22,27 +19,53 @@ bool RegisterMembarrier() noexcept {
   return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 }
 
-}  // namespace
+struct FenceState {
+  bool membarrier = false;
+  char* page = nullptr;  // fallback: a private page whose protection we flip
+  std::mutex page_mutex;
+};
 
-void InitAsymmetricFences() noexcept {
-  // A function-local static runs the registration exactly once, even with racing callers.
-  static const bool kRegistered = [] {
-    const bool ok = RegisterMembarrier();
-    // (F0) release: published before any atlas exists; readers load it relaxed (F1) because
-    // the atlas pointer they use was itself published after this store.
-    fence_detail::membarrier_available.store(ok, std::memory_order_release);
-    return ok;
+FenceState& State() noexcept {
+  // Deliberately leaked: reclaimers may run during static destruction.
+  static FenceState* const kState = [] {
+    // NOLINTNEXTLINE(bugprone-unhandled-exception-at-new): failing here at start-up is fatal anyway.
+    auto* state = new FenceState();
+    state->membarrier = RegisterMembarrier();
+    {  // mapped even with membarrier, should a later membarrier call ever fail
+      void* page = mmap(nullptr, static_cast<std::size_t>(sysconf(_SC_PAGESIZE)),
+                        PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      // Without membarrier and without this page there is no sound heavy barrier; readers do
+      // not fence, so continuing would be unsafe.
+      if (page == MAP_FAILED) std::abort();
+      state->page = static_cast<char*>(page);
+    }
+    return state;
   }();
-  static_cast<void>(kRegistered);
+  return *kState;
 }
 
+void PageProtectionBarrier(FenceState& state) noexcept {
+  const auto size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  std::lock_guard<std::mutex> lock(state.page_mutex);
+  // Make the page writable and dirty so its translation is cached, then revoke write access:
+  // the kernel must shoot the stale writable translation down on every CPU that may hold it,
+  // interrupting each one, which serializes it like a full fence.
+  if (mprotect(state.page, size, PROT_READ | PROT_WRITE) != 0) std::abort();
+  *static_cast<volatile char*>(state.page) = 0;
+  if (mprotect(state.page, size, PROT_READ) != 0) std::abort();
+}
+
+}  // namespace
+
+void InitAsymmetricFences() noexcept { static_cast<void>(State()); }
+
+bool HeavyBarrierUsesMembarrier() noexcept { return State().membarrier; }
+
 void AsymmetricHeavyBarrier() noexcept {
-  if (fence_detail::membarrier_available.load(std::memory_order_relaxed)) {
-    // (F3) pairs with every (F2). If the call fails (it cannot after a successful
-    // registration) fall through to a plain fence rather than skip the barrier.
-    if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
-  }
-  SeqCstFence();  // (F3') pairs with (F2')
+  FenceState& state = State();
+  SeqCstFence();  // orders this thread's own unlinks before the scan (and is what TSan sees)
+  if (state.membarrier && Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  PageProtectionBarrier(state);
 }
 
 }  // namespace midatlas::internal

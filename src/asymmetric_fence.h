@@ -2,14 +2,19 @@
 // pointer) and an expensive one for the rare side (a reclaimer about to scan hazard pointers).
 //
 // Pairing: every AsymmetricLightBarrier() (a compiler barrier) pairs with every
-// AsymmetricHeavyBarrier() (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full
-// fence on every CPU currently running a thread of this process). Together they give the
-// store->load ordering of two seq_cst fences: either the reader's hazard store is visible to
-// the reclaimer's scan, or the reclaimer's unlink is visible to the reader's re-load.
+// AsymmetricHeavyBarrier(), which makes every CPU currently running a thread of this process
+// execute a full barrier. Together they give the store->load ordering of two seq_cst fences:
+// either the reader's hazard store is visible to the reclaimer's scan, or the reclaimer's
+// unlink is visible to the reader's re-load.
 //
-// Where membarrier is unavailable (old kernels, seccomp filters) both sides fall back to
-// std::atomic_thread_fence(seq_cst). Under ThreadSanitizer, which cannot see either fence, the
-// callers switch to seq_cst operations instead (see kIsTsan in sanitizers.h).
+// The heavy side is membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED). Where the kernel refuses it
+// (old kernels, seccomp filters) the heavy side falls back to changing the protection of a
+// private page, which makes the kernel interrupt every CPU that may cache its translation
+// (a TLB shoot-down) - the same effect, slower. Either way the reader never pays for a fence,
+// and never needs to know which one the reclaimer uses.
+//
+// ThreadSanitizer models neither. Under it (kIsTsan) the hazard handshake uses seq_cst
+// operations instead and the heavy side adds a seq_cst RMW (SeqCstFence).
 #ifndef MIDATLAS_SRC_ASYMMETRIC_FENCE_H_
 #define MIDATLAS_SRC_ASYMMETRIC_FENCE_H_
 
@@ -19,15 +24,12 @@
 
 namespace midatlas::internal {
 
-// Registers this process for expedited membarrier once; safe to call from any thread, any
-// number of times. Must run before the first light barrier that relies on it: the hazard
-// domain calls it from its constructor, which happens-before every use of the domain.
+// Registers this process for expedited membarrier once (or prepares the fallback); safe to
+// call from any thread, any number of times. The hazard domain calls it from its constructor.
 void InitAsymmetricFences() noexcept;
 
-namespace fence_detail {
-// Written once by InitAsymmetricFences before any reader can exist; read relaxed afterwards.
-extern std::atomic<bool> membarrier_available;
-}  // namespace fence_detail
+// True if the heavy barrier uses membarrier, false if it uses the page-protection fallback.
+bool HeavyBarrierUsesMembarrier() noexcept;
 
 // A full fence that ThreadSanitizer can also reason about: TSan ignores (and GCC warns about)
 // std::atomic_thread_fence, so TSan builds use a seq_cst read-modify-write of a private word,
@@ -41,17 +43,13 @@ inline void SeqCstFence() noexcept {
   }
 }
 
+// (F2) A compiler barrier: keeps the hazard store before the validating re-load in program
+// order; the hardware order comes from (F3) on the other side.
 inline void AsymmetricLightBarrier() noexcept {
-  // (F1) relaxed: the flag never changes after the domain is constructed, and construction
-  // happens-before every reader through the atlas's publication.
-  if (fence_detail::membarrier_available.load(std::memory_order_relaxed)) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);  // (F2) pairs with (F3) membarrier
-  } else {
-    SeqCstFence();  // (F2') pairs with (F3') fence
-  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
-// (F3) membarrier, or (F3') a seq_cst fence when membarrier is unavailable.
+// (F3) Pairs with every (F2) in every thread of the process.
 void AsymmetricHeavyBarrier() noexcept;
 
 }  // namespace midatlas::internal

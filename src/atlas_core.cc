@@ -88,6 +88,11 @@ std::uint32_t AtlasCore::ValidSlots(std::uint32_t leaf) const noexcept {
 // Associate: lock-free. Linearization point: the release store of the context (A2), or the
 // release CAS that installs a new leaf already holding it (A3).
 
+void* AtlasCore::MapMidFirstCall(Mid mid) const noexcept {
+  static_cast<void>(ThisThreadRecord());  // acquires this thread's record
+  return MapMid(mid);
+}
+
 AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept {
   if (leaf_count_ == 1) return AtlasResult::kAllInUse;
   HazardRecord& record = ThisThreadRecord();
@@ -251,6 +256,8 @@ void AtlasCore::UnlinkFrozenLeaf(DirectoryMap& dir, LeafMap& leaf) noexcept {
           .compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel,
                                    std::memory_order_relaxed)) {
     MIDATLAS_CHAOS_POINT();
+    // HD1: readers that hold `dir` read its entries without protecting the leaf (AC5).
+    leaf.guard = &dir;
     domain_.Retire(&leaf);
     CountLeafOut(dir);
   }

@@ -83,6 +83,7 @@ class AtlasCore final : public MidAtlas {
                            DirectoryMap** dir_out) const noexcept;
   static void ClearHazards(HazardRecord& record) noexcept;
 
+  [[nodiscard]] void* MapMidFirstCall(Mid mid) const noexcept;
   AtlasResult AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept;
   AtlasResult DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept;
   bool TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept;
@@ -137,15 +138,23 @@ class AtlasCore final : public MidAtlas {
 // ----------------------------------------------------------------------------------------
 // Hot paths, inline so that MidAtlas::Map and RxMapMidToContext are one call each.
 
+// One hazard per walk (AC5): a leaf of directory 0 is protected itself (directory 0 is
+// permanent, AC2); a leaf of any other directory is protected through its directory, whose
+// hazard guards every leaf unlinked from it (HD1).
 inline LeafMap* AtlasCore::ProtectLeafOnce(HazardRecord& record, std::uint32_t leaf_index,
                                            DirectoryMap** dir_out) const noexcept {
   const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  // Directory 0 is permanent (AC2): no hazard needed.
-  DirectoryMap* dir =
-      dir_index == 0 ? dir0() : record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
+  std::atomic<LeafMap*>* entry = nullptr;
+  if (dir_index == 0) {
+    *dir_out = dir0();
+    entry = &dir0()->leaf(leaf_index & entry_mask_);
+    return record.TryProtect(kLeafHazard, *entry);  // (H1)-(H3)
+  }
+  DirectoryMap* dir = record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
   if (dir == nullptr) return nullptr;
   *dir_out = dir;
-  return record.TryProtect(kLeafHazard, dir->leaf(leaf_index & entry_mask_));  // (H1)-(H3)
+  // (H1') acquire: pairs with the install (A3). No validation needed: AC5.
+  return dir->leaf(leaf_index & entry_mask_).load(std::memory_order_acquire);
 }
 
 inline void AtlasCore::ClearHazards(HazardRecord& record) noexcept {
@@ -162,20 +171,29 @@ inline void* AtlasCore::MapMid(Mid mid) const noexcept {
   if (leaf_index == 0) [[likely]] {
     return leaf0_->context(slot).load(std::memory_order_acquire);  // (M1) pairs with (A2)/(R2)
   }
-  HazardRecord& record = ThisThreadRecord();
+  // Read the thread's record directly and leave its first acquisition to an out-of-line tail
+  // call, so that this function stays a leaf with no stack frame.
+  HazardRecord* record_ptr = hazard_detail::this_thread_record;
+  if (record_ptr == nullptr) [[unlikely]] return MapMidFirstCall(mid);
+  HazardRecord& record = *record_ptr;
   const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  DirectoryMap* dir = dir0();  // permanent (AC2): no hazard
-  if (dir_index != 0) {
-    dir = record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
-    if (dir == nullptr) return nullptr;                      // AC4
-  }
+  const std::uint32_t entry = leaf_index & entry_mask_;
   void* context = nullptr;
-  const LeafMap* leaf = record.TryProtect(kLeafHazard, dir->leaf(leaf_index & entry_mask_));
-  if (leaf != nullptr) {
-    context = leaf->context(slot).load(std::memory_order_acquire);  // (M1)
-    record.Clear(kLeafHazard);                                       // (H4)
+  if (dir_index == 0) {
+    // Directory 0 is permanent (AC2); protect the leaf itself.
+    const LeafMap* leaf = record.TryProtect(kLeafHazard, dir0()->leaf(entry));  // (H1)-(H3)
+    if (leaf == nullptr) return nullptr;                                         // AC4
+    context = leaf->context(slot).load(std::memory_order_acquire);               // (M1)
+    record.Clear(kLeafHazard);                                                   // (H4)
+    return context;
   }
-  if (dir_index != 0) record.Clear(kDirHazard);  // (H4)
+  // Protect the directory; it guards its leaves (HD1), so one hazard covers the walk (AC5).
+  DirectoryMap* dir = record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
+  if (dir == nullptr) return nullptr;                                    // AC4
+  // (H1') acquire: pairs with the install (A3).
+  const LeafMap* leaf = dir->leaf(entry).load(std::memory_order_acquire);
+  if (leaf != nullptr) context = leaf->context(slot).load(std::memory_order_acquire);  // (M1)
+  record.Clear(kDirHazard);  // (H4)
   return context;
 }
 

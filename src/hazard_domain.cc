@@ -80,16 +80,16 @@ void HazardDomain::Retire(Retirable* object) noexcept {
   if (retired_count_.load(std::memory_order_relaxed) >= reclaim_threshold_) Reclaim();
 }
 
-bool HazardDomain::IsProtected(const void* object) const noexcept {
+bool HazardDomain::IsProtected(const Retirable* object) const noexcept {
+  const void* guard = object->guard;
   for (HazardRecord* record = records_.load(std::memory_order_acquire);  // (D1)
        record != nullptr; record = record->next_) {
     for (const auto& slot : record->slots_) {
       // (R3) acquire: pairs with (H4); if the reader has cleared, its reads happen-before our
       // free. seq_cst on TSan, matching (H2)/(H3) there.
-      if (slot.load(kIsTsan ? std::memory_order_seq_cst : std::memory_order_acquire) ==
-          object) {
-        return true;
-      }
+      const void* hazard =
+          slot.load(kIsTsan ? std::memory_order_seq_cst : std::memory_order_acquire);
+      if (hazard == object || (guard != nullptr && hazard == guard)) return true;
     }
   }
   return false;

@@ -38,6 +38,10 @@ struct Retirable {
   Retirable* retired_next = nullptr;
   // Frees the object. Runs on whichever thread reclaims, with no lock held.
   void (*reclaim)(Retirable*) noexcept = nullptr;
+  // A hazard on the guard protects this object too (INVARIANT HD1). Set before Retire to
+  // the container the object was unlinked from, so that a reader holding the container may
+  // read the object through it without a hazard of its own.
+  const void* guard = nullptr;
 };
 
 inline constexpr int kHazardSlots = 4;
@@ -156,7 +160,7 @@ class HazardDomain {
   [[nodiscard]] std::size_t record_count() const noexcept;
 
  private:
-  bool IsProtected(const void* object) const noexcept;
+  bool IsProtected(const Retirable* object) const noexcept;
   void PushRetired(Retirable* first, Retirable* last, std::size_t count) noexcept;
 
   const std::size_t reclaim_threshold_;

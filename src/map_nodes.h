@@ -5,9 +5,9 @@
 // Leaf map, `capacity` = 2^leaf_bits slots (structure of arrays, 12 bytes per slot):
 //
 //   +-----------------------------+  offset 0
-//   | Retirable (16) | FreeStack  |
-//   | head (8) | index | valid    |  32-byte header
-//   +-----------------------------+  offset 32
+//   | Retirable (24) | FreeStack  |
+//   | head (8) | index | valid | capacity | 48-byte header
+//   +-----------------------------+  offset 48
 //   | std::atomic<void*> contexts[capacity]        |  null = free (or being associated)
 //   +----------------------------------------------+
 //   | std::atomic<uint32_t> next_free[capacity]    |  free-stack links
@@ -18,7 +18,7 @@
 // Directory map, 2^dir_bits entries:
 //
 //   +-----------------------------+  offset 0
-//   | Retirable (16) | state | idx|  24-byte header
+//   | Retirable (24) | state | idx|  32-byte header
 //   +-----------------------------+
 //   | std::atomic<LeafMap*> leaves[entries]        |
 //   +----------------------------------------------+
@@ -160,7 +160,7 @@ class DirectoryMap : public Retirable {
 
 static_assert(sizeof(LeafMap) % alignof(std::atomic<void*>) == 0,
               "contexts must start aligned right after the header");
-static_assert(sizeof(LeafMap) <= 40, "leaf header stays small: memory is per slot");
+static_assert(sizeof(LeafMap) <= 48, "leaf header stays small: memory is per slot");
 static_assert(sizeof(DirectoryMap) % alignof(std::atomic<LeafMap*>) == 0,
               "leaf pointers must start aligned right after the header");
 static_assert(sizeof(std::atomic<void*>) == sizeof(void*) &&

@@ -18,9 +18,10 @@
 //     No operation takes a lock.
 //
 // PROGRESS
-//   Map                 wait-free: at most 7 atomic loads and 4 plain stores to the calling
-//                       thread's own hazard slots; no read-modify-write, no allocation after
-//                       the thread's first call, no full fence.
+//   Map                 wait-free: one atomic load for MIDs in the first map; beyond it at
+//                       most four loads and two plain stores to the calling thread's own
+//                       hazard slot. No read-modify-write, no fence, no allocation after the
+//                       thread's first call.
 //   Associate           lock-free (allocates a 16-slot-or-larger map when the atlas grows).
 //   MapAndDissociate    lock-free.
 //   Reassociate         lock-free.
