@@ -7,7 +7,8 @@ namespace midatlas::internal {
 
 LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
                          void* context_for_first_slot) noexcept {
-  void* memory = ::operator new(AllocationSize(capacity), std::nothrow);
+  void* memory =
+      ::operator new(AllocationSize(capacity), std::align_val_t{alignof(LeafMap)}, std::nothrow);
   if (memory == nullptr) return nullptr;
   auto* leaf = new (memory) LeafMap(index, capacity, valid_slots);
   leaf->reclaim = &LeafMap::Reclaim;
@@ -32,7 +33,7 @@ LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint3
 void LeafMap::Destroy(LeafMap* leaf) noexcept {
   // The arrays hold trivially destructible atomics: ending the header's lifetime is enough.
   leaf->~LeafMap();
-  ::operator delete(static_cast<void*>(leaf));
+  ::operator delete(static_cast<void*>(leaf), std::align_val_t{alignof(LeafMap)});
 }
 
 DirectoryMap* DirectoryMap::Create(std::uint32_t index, std::uint32_t entries) noexcept {

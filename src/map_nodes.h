@@ -2,18 +2,22 @@
 // maps (pointers to leaf maps). Both are allocated as one block, header then arrays, and are
 // retired to the hazard domain when detached.
 //
-// Leaf map, `capacity` = 2^leaf_bits slots (structure of arrays, 12 bytes per slot):
+// Leaf map, `capacity` = 2^leaf_bits slots (structure of arrays, 12 bytes per slot), 64-byte
+// aligned:
 //
-//   +-----------------------------+  offset 0
-//   | Retirable (24) | FreeStack  |
-//   | head (8) | index | valid | capacity | 48-byte header
-//   +-----------------------------+  offset 48
+//   +----------------------------------------------+  offset 0
+//   | Retirable (24) | index | valid | capacity     |  read-only while attached
+//   +----------------------------------------------+  offset 64
+//   | FreeStack head (8) ........................ |  its own line: every associate and
+//   +----------------------------------------------+  dissociate CASes it  offset 128
 //   | std::atomic<void*> contexts[capacity]        |  null = free (or being associated)
 //   +----------------------------------------------+
 //   | std::atomic<uint32_t> next_free[capacity]    |  free-stack links
 //   +----------------------------------------------+
 //
-// Contexts are kept dense, 8 per cache line, because Map reads nothing else.
+// Contexts are kept dense, 8 per cache line, because Map reads nothing else. The free-stack
+// head has a line to itself: it is the one word every associate and dissociate writes, and
+// sharing it with the header or the first contexts made every other core miss on them.
 //
 // Directory map, 2^dir_bits entries:
 //
@@ -41,7 +45,7 @@
 
 namespace midatlas::internal {
 
-class LeafMap : public Retirable {
+class alignas(64) LeafMap : public Retirable {
  public:
   // Allocates a leaf whose slots [0, valid_slots) exist; slot `taken` (if < valid_slots) is
   // handed to the caller already holding `context`, the others are on the free stack.
@@ -86,10 +90,10 @@ class LeafMap : public Retirable {
 
   static void Reclaim(Retirable* self) noexcept { Destroy(static_cast<LeafMap*>(self)); }
 
-  FreeStack stack_;
   std::uint32_t index_;
   std::uint32_t valid_slots_;
   std::uint32_t capacity_;
+  alignas(64) FreeStack stack_;
 };
 
 class DirectoryMap : public Retirable {
@@ -160,7 +164,7 @@ class DirectoryMap : public Retirable {
 
 static_assert(sizeof(LeafMap) % alignof(std::atomic<void*>) == 0,
               "contexts must start aligned right after the header");
-static_assert(sizeof(LeafMap) <= 48, "leaf header stays small: memory is per slot");
+static_assert(sizeof(LeafMap) == 128, "leaf header: one read-mostly line, one line for the head");
 static_assert(sizeof(DirectoryMap) % alignof(std::atomic<LeafMap*>) == 0,
               "leaf pointers must start aligned right after the header");
 static_assert(sizeof(std::atomic<void*>) == sizeof(void*) &&
