@@ -1,4 +1,4 @@
-// midatlas against the allocators a user would otherwise pick, in one binary and one run:
+// midatlas against the tables a user would otherwise pick, in one binary and one run:
 //
 //   midatlas       the C++ API (midatlas::MidAtlas; results come back as absl::StatusOr)
 //   midatlas-c     the RDBSS C API over the same core (RxMapMidToContext, ...)
@@ -6,192 +6,229 @@
 //                  reclamation, fixed memory (reference/flat_atomic_atlas.h)
 //   classic+mutex  the original RDBSS MID_ATLAS design behind one std::mutex, as its callers
 //                  used it (reference/classic_mid_atlas.h)
+//   absl-map       absl::flat_hash_map + absl::Mutex (shared for lookups) + a free-MID list
+//   tbb-map        tbb::concurrent_hash_map + a tbb::concurrent_queue of free MIDs
+//   urcu-lfht      liburcu's RCU lock-free hash table + a locked free-MID list
 //
-// Every atlas is created with max 65535 and start 50 (the RDBSS defaults for a LAN Manager
-// server) and reaches its occupancy by associating. bench/README.md explains each name.
+// Workloads (bench/README.md has the exact definition of each name and item):
+//   BM_Map         lookup: threads map random in-use MIDs (50, 2,000, 60,000 in use)
+//   BM_Pair        churn: dissociate the oldest + associate, 50 in flight over all threads
+//   BM_Rpc         rpc: associate, map 3 times, dissociate, on every thread
+//   BM_ReadMostly  read-mostly: one writer churns 50 MIDs while the benchmark threads map
+//   BM_Growth      growth: from start 1 to 65,535 in use and back
+//   BM_Memory      heap bytes held at each occupancy
+//
+// Every atlas is created with max 65,535 MIDs and start 50 (the RDBSS defaults for a LAN
+// Manager server) unless the workload says otherwise, and reaches its occupancy by
+// associating. Peers whose package is missing are compiled out and reported as skipped.
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "benchmark/benchmark.h"
-#include "midatlas/mid_atlas.h"
-#include "midatlas/midatlax.h"
-#include "reference/classic_mid_atlas.h"
-#include "reference/flat_atomic_atlas.h"
+#include "heap_count.h"
+#include "peers/absl_peer.h"
+#include "peers/atlas_peers.h"
+#include "peers/peer.h"
+#if MIDATLAS_BENCH_HAVE_TBB
+#include "peers/tbb_peer.h"
+#endif
+#if MIDATLAS_BENCH_HAVE_URCU
+#include "peers/urcu_peer.h"
+#endif
 
+namespace midatlas::bench {
 namespace {
 
-using midatlas::Mid;
-
-constexpr std::uint32_t kMaxMids = 65535;
 constexpr std::uint32_t kStartMids = 50;
 // Probe MIDs are drawn ahead of time and indexed with a counter, so the timed loop pays for
 // neither the RNG nor a modulo. A power of two, and large enough to defeat branch history.
 constexpr std::uint32_t kProbes = 4096;
 static_assert((kProbes & (kProbes - 1)) == 0, "probe index is masked, not reduced");
+// Threads start this far apart in the probe sequence, so they do not map in lockstep.
+constexpr std::uint32_t kProbeStride = 1031;
 constexpr std::uint32_t kProbeSeed = 0x5EED;
-constexpr std::size_t kPairInFlight = 50;
+constexpr std::size_t kInFlight = 50;
+constexpr std::int64_t kReadMostlyInUse = 2000;
+constexpr std::int64_t kMemoryPeak = 60000;
+// More threads than the machine has cores is deliberate: lock holders get preempted there.
+constexpr std::array<int, 5> kThreads = {1, 2, 4, 8, 16};
 
 // Distinct contexts, 8-byte aligned because the classic atlas tags the two low bits.
 std::array<std::uint64_t, 65536> g_objects;
 void* ContextFor(std::size_t i) { return &g_objects[i & 0xFFFF]; }
 
-// ---------------------------------------------------------------------------------------
-// One adapter per implementation, so every workload runs the same code over each.
-
-class MidatlasCpp {
- public:
-  static constexpr const char* kName = "midatlas";
-  static constexpr bool kReportsBytes = true;
-
-  MidatlasCpp() {
-    absl::StatusOr<std::unique_ptr<midatlas::MidAtlas>> atlas =
-        midatlas::MidAtlas::Create({.max_mids = kMaxMids, .initial_mids = kStartMids});
-    if (atlas.ok()) atlas_ = *std::move(atlas);
-  }
-  [[nodiscard]] bool ok() const { return atlas_ != nullptr; }
-  bool Associate(void* context, Mid* mid) noexcept {
-    absl::StatusOr<Mid> result = atlas_->Associate(context);
-    if (!result.ok()) [[unlikely]] return false;
-    *mid = *result;
-    return true;
-  }
-  [[nodiscard]] void* Map(Mid mid) const noexcept { return atlas_->Map(mid); }
-  void* MapAndDissociate(Mid mid) noexcept {
-    absl::StatusOr<void*> context = atlas_->MapAndDissociate(mid);
-    return context.ok() ? *context : nullptr;
-  }
-  [[nodiscard]] std::size_t bytes() const noexcept { return atlas_->stats().bytes_attached; }
-
- private:
-  std::unique_ptr<midatlas::MidAtlas> atlas_;
-};
-
-class MidatlasC {
- public:
-  static constexpr const char* kName = "midatlas-c";
-  // The C API has no statistics; its memory is the C++ API's (one core serves both).
-  static constexpr bool kReportsBytes = false;
-
-  MidatlasC()
-      : atlas_(RxCreateMidAtlas(static_cast<USHORT>(kMaxMids), static_cast<USHORT>(kStartMids))) {}
-  ~MidatlasC() { RxDestroyMidAtlas(atlas_, nullptr); }
-  MidatlasC(const MidatlasC&) = delete;
-  MidatlasC& operator=(const MidatlasC&) = delete;
-
-  [[nodiscard]] bool ok() const { return atlas_ != nullptr; }
-  bool Associate(void* context, Mid* mid) noexcept {
-    return RxAssociateContextWithMid(atlas_, context, mid) == STATUS_SUCCESS;
-  }
-  [[nodiscard]] void* Map(Mid mid) const noexcept { return RxMapMidToContext(atlas_, mid); }
-  void* MapAndDissociate(Mid mid) noexcept {
-    PVOID context = nullptr;
-    RxMapAndDissociateMidFromContext(atlas_, mid, &context);  // null context on failure
-    return context;
-  }
-  [[nodiscard]] std::size_t bytes() const noexcept { return 0; }
-
- private:
-  PRX_MID_ATLAS atlas_;
-};
-
-class FlatAtomic {
- public:
-  static constexpr const char* kName = "flat-atomic";
-  static constexpr bool kReportsBytes = true;
-
-  [[nodiscard]] bool ok() const { return true; }
-  bool Associate(void* context, Mid* mid) noexcept { return atlas_.Associate(context, mid); }
-  [[nodiscard]] void* Map(Mid mid) const noexcept { return atlas_.Map(mid); }
-  void* MapAndDissociate(Mid mid) noexcept { return atlas_.MapAndDissociate(mid); }
-  [[nodiscard]] std::size_t bytes() const noexcept { return atlas_.bytes(); }
-
- private:
-  midatlas::reference::FlatAtomicAtlas atlas_{kMaxMids};
-};
-
-class ClassicMutex {
- public:
-  static constexpr const char* kName = "classic+mutex";
-  static constexpr bool kReportsBytes = true;
-
-  ClassicMutex()
-      : atlas_(midatlas::reference::MutexClassicMidAtlas::Create(
-            static_cast<std::uint16_t>(kMaxMids), static_cast<std::uint16_t>(kStartMids))) {}
-  [[nodiscard]] bool ok() const { return atlas_ != nullptr; }
-  bool Associate(void* context, Mid* mid) noexcept {
-    return atlas_->Associate(context, mid) == midatlas::reference::ClassicStatus::kSuccess;
-  }
-  [[nodiscard]] void* Map(Mid mid) const noexcept { return atlas_->Map(mid); }
-  void* MapAndDissociate(Mid mid) noexcept {
-    void* context = nullptr;
-    atlas_->MapAndDissociate(mid, &context);  // null context on failure
-    return context;
-  }
-  [[nodiscard]] std::size_t bytes() const noexcept { return atlas_->bytes(); }
-
- private:
-  std::unique_ptr<midatlas::reference::MutexClassicMidAtlas> atlas_;
-};
-
-// Associates `count` fresh contexts; false if any association failed.
+// Associates `count` contexts, starting at context `first`; false if any association failed.
 template <typename Impl>
-bool Fill(Impl& atlas, std::size_t count, std::vector<Mid>* mids) {
+bool Fill(Impl& atlas, std::size_t count, std::vector<Mid>* mids, std::size_t first = 0) {
   mids->reserve(mids->size() + count);
   for (std::size_t i = 0; i < count; ++i) {
     Mid mid = 0;
-    if (!atlas.Associate(ContextFor(i), &mid)) return false;
+    if (!atlas.Associate(ContextFor(first + i), &mid)) return false;
     mids->push_back(mid);
   }
   return true;
 }
 
+// Every thread must pass the loop's start and stop barriers, so a thread that cannot run
+// still enters the (then empty) loop.
+void SkipRun(benchmark::State& state, const char* why) {
+  state.SkipWithError(why);
+  for (auto _ : state) {
+  }
+}
+
 // ---------------------------------------------------------------------------------------
-// map: the receive path. One thread maps random MIDs that are in use.
+// What the threads of one run share. The Setup hook builds it on the main thread before the
+// run's threads start (so it happens-before all of them) and Teardown discards it after they
+// have joined.
 
 template <typename Impl>
-void MapWorkload(benchmark::State& state, std::size_t in_use) {
-  Impl atlas;
+struct Shared {
+  static inline Impl* atlas = nullptr;
+  static inline bool ready = false;
+  static inline std::array<Mid, kProbes> probes{};
+  // read-mostly: the writer thread and what it did.
+  static inline std::thread writer;
+  static inline std::atomic<bool> stop{false};
+  static inline std::atomic<std::uint64_t> writer_ops{0};
+  static inline std::atomic<bool> writer_failed{false};
+};
+
+template <typename Impl>
+void CreateShared(std::uint32_t start) {
+  Shared<Impl>::atlas = new Impl(start);
+  Shared<Impl>::ready = Shared<Impl>::atlas->ok();
+}
+
+// Fills the atlas to `in_use` and draws the probes from the MIDs in use.
+template <typename Impl>
+void FillShared(std::size_t in_use) {
   std::vector<Mid> mids;
-  if (!atlas.ok() || !Fill(atlas, in_use, &mids)) {
-    state.SkipWithError("could not reach the requested occupancy");
+  if (!Shared<Impl>::ready || !Fill(*Shared<Impl>::atlas, in_use, &mids)) {
+    Shared<Impl>::ready = false;
     return;
   }
+  // Lookups measure a table at rest: a peer that resizes in the background finishes first.
+  Shared<Impl>::atlas->Settle();
   std::mt19937 rng(kProbeSeed);
   std::uniform_int_distribution<std::size_t> pick(0, mids.size() - 1);
-  std::array<Mid, kProbes> probes{};
-  for (Mid& probe : probes) {
+  for (Mid& probe : Shared<Impl>::probes) {
     probe = mids[pick(rng)];
-    if (atlas.Map(probe) == nullptr) {
-      state.SkipWithError("an in-use MID mapped to null");
+    if (Shared<Impl>::atlas->Map(probe) == nullptr) Shared<Impl>::ready = false;
+  }
+}
+
+template <typename Impl>
+void StartSetup(const benchmark::State&) {
+  CreateShared<Impl>(kStartMids);
+}
+
+template <typename Impl>
+void LookupSetup(const benchmark::State& state) {
+  CreateShared<Impl>(kStartMids);
+  FillShared<Impl>(static_cast<std::size_t>(state.range(0)));
+}
+
+template <typename Impl>
+void GrowthSetup(const benchmark::State&) {
+  CreateShared<Impl>(1);
+}
+
+// read-mostly's writer: the send path of one connection, a steady window of 50 requests,
+// oldest completed first.
+template <typename Impl>
+void WriterLoop() {
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  Impl& atlas = *Shared<Impl>::atlas;
+  std::vector<Mid> ring;
+  if (!Fill(atlas, kInFlight, &ring, 0x8000)) {
+    Shared<Impl>::writer_failed.store(true, std::memory_order_relaxed);
+    return;
+  }
+  std::uint64_t ops = 0;
+  std::size_t oldest = 0;
+  // Relaxed: the flags and the count carry no data; join() orders everything else.
+  while (!Shared<Impl>::stop.load(std::memory_order_relaxed)) {
+    void* context = atlas.MapAndDissociate(ring[oldest]);
+    if (!atlas.Associate(context, &ring[oldest])) [[unlikely]] {
+      Shared<Impl>::writer_failed.store(true, std::memory_order_relaxed);
       return;
     }
+    if (++oldest == kInFlight) oldest = 0;
+    Shared<Impl>::writer_ops.store(++ops, std::memory_order_relaxed);
   }
-  std::uint32_t next = 0;
+}
+
+template <typename Impl>
+void ReadMostlySetup(const benchmark::State& state) {
+  LookupSetup<Impl>(state);
+  Shared<Impl>::stop.store(false, std::memory_order_relaxed);
+  Shared<Impl>::writer_ops.store(0, std::memory_order_relaxed);
+  Shared<Impl>::writer_failed.store(false, std::memory_order_relaxed);
+  if (Shared<Impl>::ready) Shared<Impl>::writer = std::thread(WriterLoop<Impl>);
+}
+
+template <typename Impl>
+void TeardownShared(const benchmark::State&) {
+  if (Shared<Impl>::writer.joinable()) {
+    Shared<Impl>::stop.store(true, std::memory_order_relaxed);
+    Shared<Impl>::writer.join();
+  }
+  delete Shared<Impl>::atlas;
+  Shared<Impl>::atlas = nullptr;
+  Shared<Impl>::ready = false;
+}
+
+// ---------------------------------------------------------------------------------------
+// lookup (BM_Map), and the readers of read-mostly (BM_ReadMostly): map random in-use MIDs.
+
+template <typename Impl>
+void LookupWorkload(benchmark::State& state) {
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  if (!Shared<Impl>::ready) return SkipRun(state, "could not reach the requested occupancy");
+  const Impl& atlas = *Shared<Impl>::atlas;
+  const std::array<Mid, kProbes>& probes = Shared<Impl>::probes;
+  std::uint32_t next = static_cast<std::uint32_t>(state.thread_index()) * kProbeStride;
+  const std::uint64_t writes_before = Shared<Impl>::writer_ops.load(std::memory_order_relaxed);
   for (auto _ : state) {
     benchmark::DoNotOptimize(atlas.Map(probes[next++ & (kProbes - 1)]));
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  if (Shared<Impl>::writer.joinable() && state.thread_index() == 0) {
+    if (Shared<Impl>::writer_failed.load(std::memory_order_relaxed)) {
+      state.SkipWithError("the writer's associate failed");
+    }
+    const std::uint64_t writes =
+        Shared<Impl>::writer_ops.load(std::memory_order_relaxed) - writes_before;
+    state.counters["writer_ops"] =
+        benchmark::Counter(static_cast<double>(writes), benchmark::Counter::kIsRate);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
-// pair: the request lifecycle on one connection with a steady window. The oldest of 50
-// outstanding MIDs is dissociated and a new association takes its place, FIFO.
+// churn (BM_Pair): the request lifecycle with a steady window of 50 in flight, split over
+// the threads. Each thread dissociates its oldest MID and associates a new one in its place.
 
 template <typename Impl>
-void PairWorkload(benchmark::State& state) {
-  Impl atlas;
+void ChurnWorkload(benchmark::State& state) {
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  const auto threads = static_cast<std::size_t>(state.threads());
+  const auto me = static_cast<std::size_t>(state.thread_index());
+  const std::size_t window = kInFlight / threads + (me < kInFlight % threads ? 1 : 0);
   std::vector<Mid> ring;
-  if (!atlas.ok() || !Fill(atlas, kPairInFlight, &ring)) {
-    state.SkipWithError("could not fill the window");
-    return;
+  if (!Shared<Impl>::ready || !Fill(*Shared<Impl>::atlas, window, &ring, me * kInFlight)) {
+    return SkipRun(state, "could not fill the window");
   }
+  Impl& atlas = *Shared<Impl>::atlas;
   std::size_t oldest = 0;
   for (auto _ : state) {
     void* context = atlas.MapAndDissociate(ring[oldest]);
@@ -200,37 +237,20 @@ void PairWorkload(benchmark::State& state) {
       state.SkipWithError("dissociate or associate failed");
       break;
     }
-    if (++oldest == kPairInFlight) oldest = 0;
+    if (++oldest == window) oldest = 0;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 
 // ---------------------------------------------------------------------------------------
-// rpc: several threads share one atlas; each runs whole requests: associate, three maps (one
-// per response packet), dissociate. The atlas is built by the Setup hook, which runs before
-// the threads of each run start and so happens-before all of them.
-
-template <typename Impl>
-Impl* g_rpc_atlas = nullptr;
-
-template <typename Impl>
-void RpcSetup(const benchmark::State&) {
-  g_rpc_atlas<Impl> = new Impl();
-}
-
-template <typename Impl>
-void RpcTeardown(const benchmark::State&) {
-  delete g_rpc_atlas<Impl>;
-  g_rpc_atlas<Impl> = nullptr;
-}
+// rpc (BM_Rpc): each thread runs whole requests: associate, three maps (one per response
+// packet), dissociate.
 
 template <typename Impl>
 void RpcWorkload(benchmark::State& state) {
-  Impl& atlas = *g_rpc_atlas<Impl>;
-  if (!atlas.ok()) {
-    state.SkipWithError("could not create the atlas");
-    return;
-  }
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  if (!Shared<Impl>::ready) return SkipRun(state, "could not create the atlas");
+  Impl& atlas = *Shared<Impl>::atlas;
   void* mine = ContextFor(static_cast<std::size_t>(state.thread_index()));
   // Counted, not branched on: a wrong answer must be reported, but checking it must not
   // cost more than a compare.
@@ -251,68 +271,158 @@ void RpcWorkload(benchmark::State& state) {
 }
 
 // ---------------------------------------------------------------------------------------
-// memory: bytes held fresh, at 50 and 60,000 in use, and after 60,000 were taken and all
-// released again. Measured once; the time reported is meaningless.
+// growth (BM_Growth): an atlas created with start 1 goes to all 65,535 MIDs in use and back
+// to none, in every iteration. The threads split the MIDs; one item is one associate or one
+// dissociate, so the rate prices growing and shrinking together.
+
+template <typename Impl>
+void GrowthWorkload(benchmark::State& state) {
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  if (!Shared<Impl>::ready) return SkipRun(state, "could not create the atlas");
+  Impl& atlas = *Shared<Impl>::atlas;
+  const auto threads = static_cast<std::size_t>(state.threads());
+  const auto me = static_cast<std::size_t>(state.thread_index());
+  const std::size_t share = kMaxMids / threads + (me < kMaxMids % threads ? 1 : 0);
+  std::vector<Mid> mine;
+  mine.reserve(share);
+  bool failed = false;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < share && !failed; ++i) {
+      Mid mid = 0;
+      failed = !atlas.Associate(ContextFor(me * share + i), &mid);
+      mine.push_back(mid);
+    }
+    for (Mid mid : mine) failed |= atlas.MapAndDissociate(mid) == nullptr;
+    mine.clear();
+    if (failed) [[unlikely]] {
+      state.SkipWithError("associate or dissociate failed below the maximum");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * 2 * static_cast<std::int64_t>(share));
+}
+
+// ---------------------------------------------------------------------------------------
+// memory (BM_Memory): heap bytes an atlas holds fresh, at 50 and 60,000 in use, and after
+// 60,000 were taken and all released again. Measured once; the time reported is meaningless.
+//
+// Bytes are what malloc handed out and did not get back while the atlas was created, filled
+// and drained (heap_count.h), the atlas object included. Peers that free after a grace period
+// are settled first. TBB's scalable allocator bypasses malloc, so for tbb-map the bytes its
+// allocators handed out are added (tbb_peer.h).
 
 enum class MemoryPhase { kFresh, kInUse50, kInUse60000, kDrained };
 
+std::int64_t AllocatorBytesOutsideMalloc() {
+#if MIDATLAS_BENCH_HAVE_TBB
+  if (TbbUsesScalableAllocator()) return tbb_thread_bytes;
+#endif
+  return 0;
+}
+
+struct MemoryReading {
+  std::int64_t bytes = 0;
+  std::int64_t attached = -1;  // midatlas's own statistics; -1 for the other peers
+  const char* error = nullptr;
+};
+
+template <typename Impl>
+MemoryReading MeasureMemory(MemoryPhase phase) {
+  MemoryReading reading;
+  std::vector<Mid> mids;
+  mids.reserve(static_cast<std::size_t>(kMemoryPeak));  // outside the measurement
+  const std::size_t fill = phase == MemoryPhase::kFresh     ? 0
+                           : phase == MemoryPhase::kInUse50 ? 50
+                                                            : kMemoryPeak;
+  const std::int64_t outside_before = AllocatorBytesOutsideMalloc();
+  StartHeapCount();
+  auto atlas = std::make_unique<Impl>(kStartMids);
+  if (!atlas->ok() || !Fill(*atlas, fill, &mids)) {
+    reading.error = "could not reach the requested occupancy";
+  } else if (phase == MemoryPhase::kDrained) {
+    for (Mid mid : mids) {
+      if (atlas->MapAndDissociate(mid) == nullptr) reading.error = "dissociate failed";
+    }
+  }
+  atlas->Settle();
+  reading.bytes = StopHeapCount() + AllocatorBytesOutsideMalloc() - outside_before;
+  if constexpr (requires { atlas->attached_bytes(); }) {
+    reading.attached = static_cast<std::int64_t>(atlas->attached_bytes());
+  }
+  return reading;
+}
+
 template <typename Impl>
 void MemoryWorkload(benchmark::State& state, MemoryPhase phase) {
-  std::size_t bytes = 0;
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  MemoryReading reading;
   for (auto _ : state) {
-    Impl atlas;
-    std::vector<Mid> mids;
-    const std::size_t fill = phase == MemoryPhase::kFresh     ? 0
-                             : phase == MemoryPhase::kInUse50 ? 50
-                                                              : 60000;
-    if (!atlas.ok() || !Fill(atlas, fill, &mids)) {
-      state.SkipWithError("could not reach the requested occupancy");
-      return;
-    }
-    if (phase == MemoryPhase::kDrained) {
-      for (Mid mid : mids) {
-        if (atlas.MapAndDissociate(mid) == nullptr) {
-          state.SkipWithError("dissociate failed while draining");
-          return;
-        }
-      }
-    }
-    bytes = atlas.bytes();
+    // Twice, keeping the second: the first pays for one-time allocations of the process
+    // (thread-local records, lazily built tables) that are no part of the atlas.
+    reading = MeasureMemory<Impl>(phase);
+    if (reading.error == nullptr) reading = MeasureMemory<Impl>(phase);
   }
-  state.counters["bytes"] = benchmark::Counter(static_cast<double>(bytes),
+  if (reading.error != nullptr) return state.SkipWithError(reading.error);
+  state.counters["bytes"] = benchmark::Counter(static_cast<double>(reading.bytes),
                                                benchmark::Counter::kDefaults,
                                                benchmark::Counter::kIs1024);
+  if (reading.attached >= 0) {
+    state.counters["bytes_attached"] =
+        benchmark::Counter(static_cast<double>(reading.attached), benchmark::Counter::kDefaults,
+                           benchmark::Counter::kIs1024);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
 
 template <typename Impl>
-std::string NameFor(const char* workload, const std::string& suffix = "") {
-  std::string name = std::string("BM_") + workload + "/" + Impl::kName;
-  if (!suffix.empty()) name += "/" + suffix;
-  return name;
+std::string NameFor(const char* workload) {
+  return std::string("BM_") + workload + "/" + Impl::kName;
+}
+
+template <typename Impl>
+benchmark::internal::Benchmark* WithThreads(benchmark::internal::Benchmark* bench) {
+  for (int threads : kThreads) bench->Threads(threads);
+  return bench->UseRealTime()->Teardown(TeardownShared<Impl>);
 }
 
 template <typename... Impls>
 void RegisterAll() {
-  for (const std::size_t in_use : {std::size_t{50}, std::size_t{2000}, std::size_t{60000}}) {
-    (benchmark::RegisterBenchmark(
-         NameFor<Impls>("Map", "in_use:" + std::to_string(in_use)).c_str(),
-         [in_use](benchmark::State& state) { MapWorkload<Impls>(state, in_use); }),
+  for (const std::int64_t in_use : {std::int64_t{50}, std::int64_t{2000}, kMemoryPeak}) {
+    (WithThreads<Impls>(benchmark::RegisterBenchmark(NameFor<Impls>("Map").c_str(),
+                                                     LookupWorkload<Impls>)
+                            ->ArgName("in_use")
+                            ->Arg(in_use)
+                            ->Setup(LookupSetup<Impls>)),
      ...);
   }
-  (benchmark::RegisterBenchmark(
-       NameFor<Impls>("Pair", "in_flight:" + std::to_string(kPairInFlight)).c_str(),
-       PairWorkload<Impls>),
+  (WithThreads<Impls>(
+       benchmark::RegisterBenchmark(NameFor<Impls>("Pair").c_str(), ChurnWorkload<Impls>)
+           ->ArgName("in_flight")
+           ->Arg(static_cast<std::int64_t>(kInFlight))
+           ->Setup(StartSetup<Impls>)),
    ...);
-  (benchmark::RegisterBenchmark(NameFor<Impls>("Rpc").c_str(), RpcWorkload<Impls>)
-       ->Setup(RpcSetup<Impls>)
-       ->Teardown(RpcTeardown<Impls>)
+  (WithThreads<Impls>(
+       benchmark::RegisterBenchmark(NameFor<Impls>("Rpc").c_str(), RpcWorkload<Impls>)
+           ->Setup(StartSetup<Impls>)),
+   ...);
+  // threads:R counts the readers; the writer is one more thread, so R + 1 = 2, 4, 8, 16.
+  (benchmark::RegisterBenchmark(NameFor<Impls>("ReadMostly").c_str(), LookupWorkload<Impls>)
+       ->ArgName("in_use")
+       ->Arg(kReadMostlyInUse)
+       ->Setup(ReadMostlySetup<Impls>)
+       ->Teardown(TeardownShared<Impls>)
        ->Threads(1)
-       ->Threads(2)
-       ->Threads(4)
-       ->Threads(8)
+       ->Threads(3)
+       ->Threads(7)
+       ->Threads(15)
        ->UseRealTime(),
+   ...);
+  (WithThreads<Impls>(
+       benchmark::RegisterBenchmark(NameFor<Impls>("Growth").c_str(), GrowthWorkload<Impls>)
+           ->ArgName("start")
+           ->Arg(1)
+           ->Setup(GrowthSetup<Impls>)),
    ...);
   const std::pair<MemoryPhase, const char*> phases[] = {
       {MemoryPhase::kFresh, "fresh"},
@@ -322,25 +432,66 @@ void RegisterAll() {
   };
   for (const std::pair<MemoryPhase, const char*>& entry : phases) {
     const MemoryPhase phase = entry.first;
-    (
-        [&] {
-          if constexpr (Impls::kReportsBytes) {
-            benchmark::RegisterBenchmark(
-                NameFor<Impls>("Memory", entry.second).c_str(),
-                [phase](benchmark::State& state) { MemoryWorkload<Impls>(state, phase); })
-                ->Iterations(1);
-          }
-        }(),
-        ...);
+    (benchmark::RegisterBenchmark(
+         (NameFor<Impls>("Memory") + "/" + entry.second).c_str(),
+         [phase](benchmark::State& state) { MemoryWorkload<Impls>(state, phase); })
+         ->Iterations(1),
+     ...);
   }
 }
 
+template <typename... Impls>
+void RegisterPeers() {
+  RegisterAll<MidatlasCpp, MidatlasC, Impls..., AbslMap, ClassicMutex, FlatAtomic>();
+}
+
 }  // namespace
+}  // namespace midatlas::bench
 
 int main(int argc, char** argv) {
-  RegisterAll<MidatlasCpp, MidatlasC, FlatAtomic, ClassicMutex>();
+  using namespace midatlas::bench;  // NOLINT(google-build-using-namespace): main only
+  DisableAbslDeadlockDetection();
   benchmark::AddCustomContext("atlas", "max_mids=65535 initial_mids=50");
   benchmark::AddCustomContext("probe_seed", std::to_string(kProbeSeed));
+  benchmark::AddCustomContext("absl_mutex_deadlock_detection", "off (kIgnore)");
+  std::string skipped;
+#if MIDATLAS_BENCH_HAVE_TBB
+  benchmark::AddCustomContext("tbb_allocator",
+                              TbbUsesScalableAllocator() ? "tbbmalloc" : "malloc");
+#else
+  skipped += "tbb-map (package libtbb-dev not installed) ";
+#endif
+#if MIDATLAS_BENCH_HAVE_URCU
+  // Thread 0 of every run is the main thread; Setup and Teardown run on it too.
+  UrcuMap::ThreadScope main_thread_rcu_reader;
+  {
+    // liburcu starts its call_rcu thread on first use; start it here, so that no memory row
+    // pays for it.
+    UrcuMap warm_up(kStartMids);
+    Mid mid = 0;
+    if (warm_up.Associate(ContextFor(0), &mid)) warm_up.MapAndDissociate(mid);
+    warm_up.Settle();
+  }
+  benchmark::AddCustomContext("urcu_flavor", UrcuMap::UsesSysMembarrier()
+                                                 ? "memb (sys_membarrier: fence-free readers)"
+                                                 : "memb (no sys_membarrier: fenced readers)");
+#else
+  skipped += "urcu-lfht (package liburcu-dev not installed) ";
+#endif
+  if (!skipped.empty()) {
+    std::fprintf(stderr, "skipped: %s\n", skipped.c_str());
+    benchmark::AddCustomContext("skipped", skipped);
+  }
+
+#if MIDATLAS_BENCH_HAVE_TBB && MIDATLAS_BENCH_HAVE_URCU
+  RegisterPeers<TbbMap, UrcuMap>();
+#elif MIDATLAS_BENCH_HAVE_TBB
+  RegisterPeers<TbbMap>();
+#elif MIDATLAS_BENCH_HAVE_URCU
+  RegisterPeers<UrcuMap>();
+#else
+  RegisterPeers<>();
+#endif
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

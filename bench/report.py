@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Runs midatlas_bench with progress output, then prints the comparison table, checks the
+targets and draws the plots. Standard library only; plots need gnuplot.
+
+  report.py run BINARY OUTDIR [benchmark args...]   run, then table + plots
+  report.py table JSON [OUTDIR]                      table (+ plots into OUTDIR) from a JSON
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+# Column order: midatlas first, then the peers, then the two references the ratios use.
+IMPLS = ["midatlas", "midatlas-c", "urcu-lfht", "tbb-map", "absl-map", "classic+mutex",
+         "flat-atomic"]
+HASH_PEERS = ["urcu-lfht", "tbb-map", "absl-map"]
+# Peers midatlas must beat (midatlas-c is midatlas; flat-atomic is the floor, not a peer).
+PEERS = HASH_PEERS + ["classic+mutex"]
+
+# Google Benchmark name -> (group key, title). The BM_ names are kept from the first
+# single-threaded suite: BM_Map is lookup, BM_Pair is churn.
+WORKLOADS = {
+    "Map": "lookup",
+    "Pair": "churn",
+    "Rpc": "rpc",
+    "ReadMostly": "read-mostly",
+    "Growth": "growth",
+}
+GROUP_TITLES = {
+    "lookup/50": "lookup, 50 in use (Map of a random in-use MID)",
+    "lookup/2000": "lookup, 2,000 in use",
+    "lookup/60000": "lookup, 60,000 in use",
+    "churn": "churn: dissociate + associate, 50 in flight in all",
+    "rpc": "rpc: associate, 3 maps, dissociate (one item = one request)",
+    "read-mostly": "read-mostly, readers (2,000 in use; threads include the writer)",
+    "read-mostly-writer": "read-mostly, the writer's dissociate+associate pairs",
+    "growth": "growth: start 1 -> 65,535 in use -> 0 (one item = one associate or dissociate)",
+}
+NAME_RE = re.compile(r"^BM_(\w+)/([^/]+)(?:/(.*))?$")
+
+
+def parse_name(name):
+    """(workload, impl, params dict) of a benchmark name, or None."""
+    base = name.split("/real_time")[0].split("/iterations:")[0]
+    base = re.sub(r"_(mean|median|stddev|cv)$", "", base)
+    m = NAME_RE.match(base)
+    if not m:
+        return None
+    params = {}
+    for part in (m.group(3) or "").split("/"):
+        if ":" in part:
+            k, v = part.split(":", 1)
+            params[k] = v
+        elif part:
+            params[part] = ""
+    return m.group(1), m.group(2), params
+
+
+def describe(name):
+    parsed = parse_name(name)
+    if not parsed:
+        return name
+    workload, impl, params = parsed
+    threads = re.search(r"threads:(\d+)", name)
+    label = WORKLOADS.get(workload, workload.lower())
+    if "in_use" in params and workload == "Map":
+        label += " in_use:" + params["in_use"]
+    if workload == "Memory":
+        label = "memory " + "/".join(k + (":" + v if v else "") for k, v in params.items())
+    if threads:
+        t = int(threads.group(1)) + (1 if workload == "ReadMostly" else 0)
+        label += f" threads:{t}"
+    return f"{label:<28} {impl}"
+
+
+def run(binary, outdir, args):
+    os.makedirs(outdir, exist_ok=True)
+    listed = subprocess.run([binary, "--benchmark_list_tests=true"] + args, check=True,
+                            capture_output=True, text=True).stdout.split()
+    names = set(listed)
+    reps = 1
+    for a in args:
+        if a.startswith("--benchmark_repetitions="):
+            reps = int(a.split("=", 1)[1])
+    total = len(listed) * reps
+    json_path = os.path.join(outdir, "latest.json")
+    loadavg = open("/proc/loadavg").read().split()[:3]
+    cmd = [binary, "--benchmark_color=false", "--benchmark_out=" + json_path,
+           "--benchmark_out_format=json",
+           "--benchmark_context=loadavg_before=" + " ".join(loadavg)] + args
+    print(f"running {total} benchmarks ({len(listed)} x {reps}), load average {' '.join(loadavg)}",
+          flush=True)
+    done = 0
+    start = time.time()
+    last_workload = None
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1) as proc:
+        for line in proc.stdout:
+            token = line.split(" ", 1)[0]
+            if token in names:
+                done += 1
+                workload = parse_name(token)
+                if workload and workload[0] != last_workload:
+                    last_workload = workload[0]
+                    print(f"-- {WORKLOADS.get(last_workload, last_workload.lower())}", flush=True)
+                rate = re.search(r"items_per_second=(\S+)", line)
+                err = "ERROR" in line
+                extra = ("  " + rate.group(1)) if rate else ""
+                if err:
+                    extra = "  " + line.split("ERROR OCCURRED:", 1)[-1].strip()
+                elapsed = time.time() - start
+                print(f"[{done:3d}/{total}] {elapsed:5.0f}s  {describe(token)}{extra}", flush=True)
+            elif line.startswith("skipped:") or "ERROR" in line:
+                print(line.rstrip(), flush=True)
+        rc = proc.wait()
+    if rc != 0:
+        sys.exit(f"midatlas_bench failed with exit status {rc}")
+    return json_path
+
+
+def load(json_path):
+    with open(json_path) as f:
+        data = json.load(f)
+    # With repetitions, the median of each benchmark; otherwise its one run.
+    have_median = any(b.get("aggregate_name") == "median" for b in data["benchmarks"])
+    rows = []
+    for b in data["benchmarks"]:
+        if have_median and b.get("aggregate_name") != "median":
+            continue
+        if not have_median and b.get("run_type") == "aggregate":
+            continue
+        if b.get("error_occurred"):
+            continue
+        parsed = parse_name(b["run_name"] if "run_name" in b else b["name"])
+        if not parsed:
+            continue
+        rows.append((parsed, b))
+    return data["context"], rows
+
+
+def collect(rows):
+    """groups[group][threads][impl] = Mops/s; memory[impl][phase] = bytes."""
+    groups = {}
+    memory = {}
+    for (workload, impl, params), b in rows:
+        if workload == "Memory":
+            phase = "/".join(k + (":" + v if v else "") for k, v in params.items())
+            memory.setdefault(impl, {})[phase] = (b.get("bytes"), b.get("bytes_attached"))
+            continue
+        threads = int(b.get("threads", 1))
+        key = WORKLOADS.get(workload, workload.lower())
+        if workload == "Map":
+            key += "/" + params.get("in_use", "")
+        if workload == "ReadMostly":
+            threads += 1  # the writer
+            if "writer_ops" in b:
+                groups.setdefault("read-mostly-writer", {}).setdefault(threads, {})[impl] = (
+                    b["writer_ops"] / 1e6)
+        if "items_per_second" in b:
+            groups.setdefault(key, {}).setdefault(threads, {})[impl] = b["items_per_second"] / 1e6
+    return groups, memory
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def table(context, groups, memory):
+    impls = [i for i in IMPLS if any(i in t for g in groups.values() for t in g.values())]
+    out = []
+    out.append("midatlas benchmark comparison: Mops/s (higher is better); "
+               "x-cls = midatlas / classic+mutex, x-flat = midatlas / flat-atomic")
+    ctx = [f"{k}={context[k]}" for k in ("date", "host_name", "num_cpus", "mhz_per_cpu",
+                                          "loadavg_before", "library_build_type") if k in context]
+    out.append("  ".join(ctx))
+    for k in ("absl_mutex_deadlock_detection", "urcu_flavor", "tbb_allocator", "skipped"):
+        if k in context:
+            out.append(f"{k}: {context[k]}")
+    head = f"{'threads':>7} " + "".join(f"{i:>14}" for i in impls) + f"{'x-cls':>8}{'x-flat':>8}"
+    for key in [k for k in GROUP_TITLES if k in groups] + [k for k in groups if k not in GROUP_TITLES]:
+        out.append("")
+        out.append(GROUP_TITLES.get(key, key))
+        out.append(head)
+        for threads in sorted(groups[key]):
+            row = groups[key][threads]
+            line = f"{threads:>7} " + "".join(f"{fmt(row.get(i)):>14}" for i in impls)
+            m = row.get("midatlas")
+            for ref in ("classic+mutex", "flat-atomic"):
+                r = row.get(ref)
+                line += f"{(f'{m / r:.2f}x' if m and r else '-'):>8}"
+            out.append(line)
+    if memory:
+        phases = ["fresh", "in_use:50", "in_use:60000", "drained"]
+        out.append("")
+        out.append("memory: heap bytes held (KiB); midatlas's own count of attached maps "
+                   "in brackets")
+        out.append(f"{'':>14}" + "".join(f"{p:>20}" for p in phases))
+        for impl in [i for i in IMPLS if i in memory]:
+            cells = []
+            for p in phases:
+                heap, attached = memory[impl].get(p, (None, None))
+                cell = "-" if heap is None else f"{heap / 1024:.1f}"
+                if attached is not None:
+                    cell += f" [{attached / 1024:.1f}]"
+                cells.append(f"{cell:>20}")
+            out.append(f"{impl:>14}" + "".join(cells))
+    return "\n".join(out)
+
+
+def verdicts(groups):
+    out = ["", "targets (ratios from this run):"]
+
+    def verdict(ok, text):
+        out.append(f"  [{'met' if ok else 'MISSED'}] {text}")
+
+    for occ in ("50", "2000", "60000"):
+        g = groups.get("lookup/" + occ, {})
+        worst_peer, worst_hash = None, None
+        for t, row in sorted(g.items()):
+            m = row.get("midatlas")
+            if not m:
+                continue
+            peers = {p: row[p] for p in PEERS if p in row}
+            hashes = {p: row[p] for p in HASH_PEERS if p in row}
+            if peers:
+                p, v = max(peers.items(), key=lambda kv: kv[1])
+                r = m / v
+                if worst_peer is None or r < worst_peer[0]:
+                    worst_peer = (r, t, p)
+            if hashes:
+                p, v = max(hashes.items(), key=lambda kv: kv[1])
+                r = m / v
+                if worst_hash is None or r < worst_hash[0]:
+                    worst_hash = (r, t, p)
+        if worst_peer:
+            r, t, p = worst_peer
+            verdict(r > 1, f"lookup @{occ}: ahead of every peer but flat-atomic at every thread "
+                           f"count (closest: {r:.2f}x {p} at {t} threads)")
+        if worst_hash:
+            r, t, p = worst_hash
+            verdict(r >= 3, f"lookup @{occ}: >= 3x the best hash-map peer "
+                            f"(lowest: {r:.2f}x {p} at {t} threads)")
+    g = groups.get("lookup/50", {})
+    ratios = [(row["midatlas"] / row["flat-atomic"], t) for t, row in sorted(g.items())
+              if "midatlas" in row and "flat-atomic" in row]
+    if ratios:
+        r, t = min(ratios)
+        verdict(r >= 0.5, f"lookup @50: within 2x of flat-atomic (lowest: {r:.2f}x at {t} "
+                          f"threads, i.e. flat-atomic {1 / r:.2f}x faster)")
+    row = groups.get("read-mostly", {}).get(8, {})
+    if "midatlas" in row:
+        for ref, need in (("classic+mutex", 10), ("flat-atomic", 0.5)):
+            if ref in row:
+                r = row["midatlas"] / row[ref]
+                verdict(r >= need, f"read-mostly @8 threads: readers >= {need}x {ref} "
+                                   f"({r:.2f}x: {fmt(row['midatlas'])} vs {fmt(row[ref])} Mops/s)")
+    row = groups.get("rpc", {}).get(8, {})
+    if "midatlas" in row:
+        if "classic+mutex" in row:
+            r = row["midatlas"] / row["classic+mutex"]
+            verdict(r >= 3, f"rpc @8 threads: >= 3x classic+mutex ({r:.2f}x)")
+        hashes = {p: row[p] for p in HASH_PEERS if p in row}
+        if hashes:
+            p, v = max(hashes.items(), key=lambda kv: kv[1])
+            verdict(row["midatlas"] > v, f"rpc @8 threads: ahead of every hash-map peer "
+                                         f"({row['midatlas'] / v:.2f}x the best, {p})")
+    return "\n".join(out)
+
+
+def plots(groups, outdir):
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        print("skipped: plots (gnuplot not installed; package gnuplot-nox)")
+        return []
+    made = []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = []
+        for key, by_threads in groups.items():
+            impls = [i for i in IMPLS if any(i in row for row in by_threads.values())]
+            data = os.path.join(tmp, key.replace("/", "-") + ".dat")
+            with open(data, "w") as f:
+                f.write("threads " + " ".join(f'"{i}"' for i in impls) + "\n")
+                for t in sorted(by_threads):
+                    f.write(f"{t} " + " ".join(
+                        str(by_threads[t].get(i, "NaN")) for i in impls) + "\n")
+            stem = os.path.join(outdir, key.replace("/", "-"))
+            title = GROUP_TITLES.get(key, key).replace("_", "\\_")
+            for term, ext in (("pngcairo size 900,560 font ',10'", "png"),
+                              ("svg size 900,560 font 'sans,11'", "svg")):
+                script += [
+                    f"set terminal {term}",
+                    f"set output '{stem}.{ext}'",
+                    f"set title \"{title}\"",
+                    "set xlabel 'threads (2 cores: above 2 the threads share cores)'",
+                    "set ylabel 'Mops/s (log scale)'",
+                    "set logscale xy", "set xrange [0.8:20]", "set xtics (1, 2, 4, 8, 16)",
+                    "set grid",
+                    "set key outside right", "set datafile missing 'NaN'",
+                    f"plot for [i=2:{len(impls) + 1}] '{data}' using 1:i with linespoints "
+                    "lw 2 pt 7 title columnheader(i)",
+                    "unset output",
+                ]
+                made.append(f"{stem}.{ext}")
+        subprocess.run([gnuplot], input="\n".join(script), text=True, check=True)
+    return made
+
+
+def report(json_path, outdir):
+    context, rows = load(json_path)
+    groups, memory = collect(rows)
+    text = table(context, groups, memory) + "\n" + verdicts(groups)
+    loadavg = " ".join(open("/proc/loadavg").read().split()[:3])
+    text += f"\n\nload average after the run: {loadavg}\n"
+    print(text)
+    if outdir:
+        with open(os.path.join(outdir, "latest.txt"), "w") as f:
+            f.write(text)
+        for path in plots(groups, outdir):
+            print("plot:", path)
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == "run":
+        binary, outdir = argv[2], argv[3]
+        json_path = run(binary, outdir, argv[4:])
+        report(json_path, outdir)
+    elif len(argv) >= 3 and argv[1] == "table":
+        report(argv[2], argv[3] if len(argv) > 3 else None)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
