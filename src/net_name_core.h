@@ -1,0 +1,123 @@
+// The NetName table's internals: entry nodes, bucket arrays and the core that owns them.
+// Algorithms, invariants (NN1..NN7) and the numbered atomic operations (N1..N12) are in
+// docs/NETNAME.md; the comments below cite them.
+//
+//   NetNameCore
+//     current_ ──(N1 acquire / N8 release)──> NetNameBuckets  (mask, parity, heads[])
+//                            heads[i] ──> node ──next[parity]──> node ──> null
+//     old_     (mutex)   the previous bucket array, retired but perhaps not yet freed
+//     deferred_ (mutex)  dead nodes waiting for old_ to be freed before they may be retired
+//
+//   NetNameNode (one allocation; key fields immutable once published)
+//   +-----------+------------+------+------+------+----+--------+-------------+-------+------+
+//   | Retirable | next[2]    | refs | hash | kind | id | linked | server_call | atlas | name |
+//   +-----------+------------+------+------+------+----+--------+-------------+-------+------+
+//     next[p] is the link in the bucket array of parity p, so that a resize can chain every
+//     node into a new array while readers still walk the old one (NN5).
+#ifndef MIDATLAS_SRC_NET_NAME_CORE_H_
+#define MIDATLAS_SRC_NET_NAME_CORE_H_
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hazard_domain.h"
+#include "midatlas/mid_atlas.h"
+#include "midatlas/net_name_table.h"
+
+namespace midatlas::internal {
+
+class NetNameCore;
+
+struct NetNameNode : Retirable {
+  // (N2)/(N5)/(N6)/(N9) chain links, one per bucket-array parity.
+  std::array<std::atomic<NetNameNode*>, 2> next{};
+  // References held by NetNameRefs (and by the net roots of a server call). 0 is final (NN2).
+  std::atomic<std::uint32_t> refs{1};
+  std::uint64_t hash = 0;
+  NetNameKind kind = NetNameKind::kServerCall;
+  ConnectionId id;
+  bool linked = false;  // guarded by core->mutex_: in the current bucket array
+  NetNameCore* core = nullptr;
+  NetNameNode* server_call = nullptr;  // net roots: one reference held; server calls: null
+  std::unique_ptr<MidAtlas> atlas;     // server calls only; drained at the last release
+  std::string name;
+
+  static void Reclaim(Retirable* self) noexcept { delete static_cast<NetNameNode*>(self); }
+};
+
+struct NetNameBuckets : Retirable {
+  NetNameCore* core = nullptr;
+  std::size_t mask = 0;
+  int parity = 0;
+  std::unique_ptr<std::atomic<NetNameNode*>[]> heads;
+
+  static void Reclaim(Retirable* self) noexcept;
+};
+
+class NetNameCore {
+ public:
+  // Slot 2 of each thread's record (slots 0 and 1 are the atlas's).
+  static constexpr int kBucketsHazard = 2;
+
+  explicit NetNameCore(NetNameTable::Options options);
+  ~NetNameCore();
+  NetNameCore(const NetNameCore&) = delete;
+  NetNameCore& operator=(const NetNameCore&) = delete;
+
+  absl::StatusOr<NetNameRef> FindOrCreate(std::string_view name, NetNameKind kind,
+                                          const ConnectionId& id, const AtlasOptions& atlas);
+  [[nodiscard]] absl::StatusOr<NetNameMatch> Lookup(std::string_view path,
+                                                    const ConnectionId& id) const;
+  bool Remove(NetNameNode* node);
+  bool InTable(const NetNameNode* node);
+
+  static void Acquire(NetNameNode* node) noexcept;
+  // Drops one reference; the last one takes the node out of the table and tears it down.
+  static void Release(NetNameNode* node) noexcept;
+
+  [[nodiscard]] std::size_t size() const noexcept {
+    return size_.load(std::memory_order_relaxed);  // statistic only
+  }
+  [[nodiscard]] std::size_t bucket_count() const;
+  [[nodiscard]] bool case_sensitive() const noexcept { return options_.case_sensitive; }
+  [[nodiscard]] const NetNameTable::Options& options() const noexcept { return options_; }
+
+ private:
+  friend struct NetNameBuckets;
+
+  // Finds a node with `hash` and the key under the caller's hazard on `buckets`; takes a
+  // reference (NN2). Null when no live node has the key.
+  NetNameNode* FindLive(const NetNameBuckets& buckets, std::uint64_t hash, std::string_view name,
+                        const ConnectionId& id) const noexcept;
+  NetNameNode* FindLiveProtected(std::uint64_t hash, std::string_view name,
+                                 const ConnectionId& id) const noexcept;
+  void UnlinkLocked(NetNameNode* node) noexcept;
+  void MaybeGrowLocked();
+  // Once the old bucket array is freed: the deferred nodes, guarded by the current array and
+  // ready to retire (NN6). Empty otherwise.
+  std::vector<NetNameNode*> TakeDeferredLocked() noexcept;
+  void LastRelease(NetNameNode* node) noexcept;
+  NetNameBuckets* NewBuckets(std::size_t count, int parity);
+
+  const NetNameTable::Options options_;
+  std::atomic<NetNameBuckets*> current_{nullptr};
+  std::atomic<std::size_t> size_{0};
+  // (N11) set when the retired old bucket array is freed; pairs with (N12).
+  std::atomic<bool> old_freed_{true};
+  mutable std::mutex mutex_;
+  NetNameBuckets* old_ = nullptr;            // guarded by mutex_
+  std::vector<NetNameNode*> deferred_;        // guarded by mutex_
+  std::atomic<std::size_t> live_nodes_{0};   // statistic / destruction check only
+};
+
+}  // namespace midatlas::internal
+
+#endif  // MIDATLAS_SRC_NET_NAME_CORE_H_

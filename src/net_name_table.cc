@@ -1,0 +1,528 @@
+// The NetName table: a bucket array of atomic singly linked chains. Writers (insert, unlink,
+// resize) serialize on one mutex; readers walk the chains under one hazard pointer on the
+// bucket array (slot 2), which also guards every node unlinked from that array (HD1). See
+// docs/NETNAME.md for the invariants NN1..NN7 and the operations N1..N12 cited below.
+#include "midatlas/net_name_table.h"
+
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "hazard_domain.h"
+#include "net_name_core.h"
+#include "net_name_key.h"
+
+namespace midatlas {
+namespace internal {
+
+namespace {
+
+std::size_t RoundUpToPowerOfTwo(std::size_t n) noexcept {
+  std::size_t p = 1;
+  while (p < n && p < (std::size_t{1} << 30)) p <<= 1;
+  return p;
+}
+
+bool KeyMatches(const NetNameNode& node, std::uint64_t hash, std::string_view name,
+                const ConnectionId& id, bool case_sensitive) noexcept {
+  return node.hash == hash && node.id == id && NamesEqual(node.name, name, case_sensitive);
+}
+
+// (N3) increment-if-not-zero. relaxed: the node's key fields and atlas pointer are immutable
+// and were published by (N5)/(N9)+(N8), read through (N2); the reference adds no data.
+bool TryAcquire(NetNameNode& node) noexcept {
+  std::uint32_t refs = node.refs.load(std::memory_order_relaxed);
+  while (refs != 0) {
+    if (node.refs.compare_exchange_weak(refs, refs + 1, std::memory_order_relaxed,
+                                        std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void NetNameBuckets::Reclaim(Retirable* self) noexcept {
+  auto* buckets = static_cast<NetNameBuckets*>(self);
+  NetNameCore* core = buckets->core;
+  delete buckets;
+  // (N11) release: every reader's walk of this array happened-before the scan that freed it
+  // (H4/R3); publish that to the writer that reuses the array's link parity (N12).
+  core->old_freed_.store(true, std::memory_order_release);
+}
+
+NetNameCore::NetNameCore(NetNameTable::Options options) : options_(std::move(options)) {
+  // Not yet shared: relaxed.
+  current_.store(NewBuckets(RoundUpToPowerOfTwo(options_.initial_buckets), 0),
+                 std::memory_order_relaxed);
+}
+
+NetNameCore::~NetNameCore() {
+  // relaxed: destruction is single-threaded by contract.
+  assert(live_nodes_.load(std::memory_order_relaxed) == 0 &&
+         "NetNameTable destroyed while a NetNameRef was still held");
+  if (old_ != nullptr) {
+    // The retired array's reclaim writes old_freed_; wait for it so that it never touches a
+    // freed core. No reader of this table remains, so the next scan frees it.
+    while (!old_freed_.load(std::memory_order_acquire)) {  // (N12)
+      HazardDomain::Default().Reclaim();
+      std::this_thread::yield();
+    }
+  }
+  for (NetNameNode* node : deferred_) delete node;  // no reader remains: no retirement needed
+  delete current_.load(std::memory_order_relaxed);
+}
+
+NetNameBuckets* NetNameCore::NewBuckets(std::size_t count, int parity) {
+  auto buckets = std::make_unique<NetNameBuckets>();
+  buckets->core = this;
+  buckets->mask = count - 1;
+  buckets->parity = parity;
+  buckets->heads = std::make_unique<std::atomic<NetNameNode*>[]>(count);
+  buckets->reclaim = &NetNameBuckets::Reclaim;
+  return buckets.release();
+}
+
+std::size_t NetNameCore::bucket_count() const {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  // relaxed: current_ is stored only under mutex_.
+  return current_.load(std::memory_order_relaxed)->mask + 1;
+}
+
+NetNameNode* NetNameCore::FindLive(const NetNameBuckets& buckets, std::uint64_t hash,
+                                   std::string_view name, const ConnectionId& id) const noexcept {
+  const int parity = buckets.parity;
+  // (N2) acquire: pairs with the release stores (N5) insert, (N6) unlink and, through (N8),
+  // the chaining of a resize (N9): the node's fields are visible before we read them.
+  for (NetNameNode* node = buckets.heads[hash & buckets.mask].load(std::memory_order_acquire);
+       node != nullptr; node = node->next[static_cast<std::size_t>(parity)].load(
+                            std::memory_order_acquire)) {
+    // A dead node (refs 0) with the key is skipped: the live one, if any, is elsewhere (NN3).
+    if (KeyMatches(*node, hash, name, id, options_.case_sensitive) && TryAcquire(*node)) {
+      return node;
+    }
+  }
+  return nullptr;
+}
+
+NetNameNode* NetNameCore::FindLiveProtected(std::uint64_t hash, std::string_view name,
+                                            const ConnectionId& id) const noexcept {
+  HazardRecord& record = ThisThreadRecord();
+  // (N1) = (H1)..(H3): acquire, pairs with (N8); the hazard guards the array and every node
+  // retired with it as guard (NN4).
+  const NetNameBuckets* buckets = record.Protect(kBucketsHazard, current_);
+  NetNameNode* node = FindLive(*buckets, hash, name, id);
+  record.Clear(kBucketsHazard);  // (H4)
+  return node;
+}
+
+absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
+                                                 const ConnectionId& id) const {
+  ParsedPath parsed;
+  if (absl::Status status = ParseNetPath(path, /*allow_stream=*/true, &parsed); !status.ok()) {
+    return status;
+  }
+  const bool case_sensitive = options_.case_sensitive;
+  const std::uint64_t id_hash = ConnectionIdHash(id);
+  // Entry names have no stream part, so prefixes are probed up to the first ':' only.
+  const std::size_t limit = parsed.has_stream ? parsed.stream_begin : path.size();
+
+  HazardRecord& record = ThisThreadRecord();
+  const NetNameBuckets* buckets = record.Protect(kBucketsHazard, current_);  // (N1)
+  const auto parity = static_cast<std::size_t>(buckets->parity);
+  NetNameNode* found = nullptr;
+  NetNameNode* server_call = nullptr;  // seen live, no reference taken yet
+  std::size_t found_length = 0;
+  std::size_t server_length = 0;
+  PrefixHasher hasher(case_sensitive);
+  std::size_t start = 0;
+  while (start < limit) {
+    // The next prefix ends at the next '\\' (after the leading two) or at the limit.
+    const std::size_t from = start == 0 ? 2 : start + 1;
+    const std::size_t at = path.substr(0, limit).find('\\', from);
+    const std::size_t end = at == std::string_view::npos ? limit : at;
+    hasher.AddSegment(path.data() + start, end - start);
+    start = end;
+    const std::string_view prefix = path.substr(0, end);
+    const std::uint64_t key = hasher.Finish(id_hash);
+    // (N2) as in FindLive.
+    for (NetNameNode* node = buckets->heads[key & buckets->mask].load(std::memory_order_acquire);
+         node != nullptr; node = node->next[parity].load(std::memory_order_acquire)) {
+      if (!KeyMatches(*node, key, prefix, id, case_sensitive)) continue;
+      if (node->kind == NetNameKind::kServerCall) {
+        // A server call keeps the search going; its reference is taken at the end.
+        // relaxed: only skips nodes already dead; TryAcquire decides.
+        if (node->refs.load(std::memory_order_relaxed) == 0) continue;
+        server_call = node;
+        server_length = end;
+        break;
+      }
+      if (TryAcquire(*node)) {  // (N3) a net root ends the search
+        found = node;
+        found_length = end;
+        break;
+      }
+    }
+    if (found != nullptr) break;
+  }
+  if (found == nullptr && server_call != nullptr && TryAcquire(*server_call)) {  // (N3)
+    found = server_call;
+    found_length = server_length;
+  }
+  record.Clear(kBucketsHazard);  // (H4)
+  if (found == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no net name is a prefix of ", std::string(path)));
+  }
+  return NetNameMatch{.entry = NetNameRef(found), .remaining = path.substr(found_length)};
+}
+
+absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetNameKind kind,
+                                                     const ConnectionId& id,
+                                                     const AtlasOptions& atlas) {
+  ParsedPath parsed;
+  if (absl::Status status = ParseNetPath(name, /*allow_stream=*/false, &parsed); !status.ok()) {
+    return status;
+  }
+  const bool is_server = kind == NetNameKind::kServerCall;
+  if (is_server ? parsed.components != 1 : parsed.components < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(is_server ? "a server call name has one component: "
+                               : "a net root name has two or more components: ",
+                     std::string(name)));
+  }
+  const std::uint64_t hash = KeyHash(name, id, options_.case_sensitive);
+  auto check_kind = [&](NetNameNode* node) -> absl::StatusOr<NetNameRef> {
+    NetNameRef ref(node);
+    if (node->kind != kind) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(std::string(name), " exists as another kind of net name"));
+    }
+    return ref;
+  };
+
+  // Lock-free fast path.
+  if (NetNameNode* node = FindLiveProtected(hash, name, id)) return check_kind(node);
+
+  NetNameRef server_ref;
+  if (!is_server) {
+    const std::size_t server_end = name.find('\\', 2);
+    absl::StatusOr<NetNameRef> server =
+        FindOrCreate(name.substr(0, server_end), NetNameKind::kServerCall, id, atlas);
+    if (!server.ok()) return server.status();
+    server_ref = *std::move(server);
+  }
+
+  std::unique_ptr<NetNameNode> fresh;
+  try {
+    fresh = std::make_unique<NetNameNode>();
+    fresh->name.assign(name);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory creating a net name");
+  }
+  if (is_server) {
+    absl::StatusOr<std::unique_ptr<MidAtlas>> created = MidAtlas::Create(atlas);
+    if (!created.ok()) return created.status();
+    fresh->atlas = *std::move(created);
+  }
+  fresh->reclaim = &NetNameNode::Reclaim;
+  fresh->hash = hash;
+  fresh->kind = kind;
+  fresh->id = id;
+  fresh->core = this;
+
+  NetNameNode* existing = nullptr;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    // relaxed: current_ and every chain link are stored only under mutex_.
+    NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);
+    const auto parity = static_cast<std::size_t>(buckets->parity);
+    std::atomic<NetNameNode*>& head = buckets->heads[hash & buckets->mask];
+    bool rescan = true;
+    while (rescan) {
+      rescan = false;
+      for (NetNameNode* node = head.load(std::memory_order_relaxed); node != nullptr;
+           node = node->next[parity].load(std::memory_order_relaxed)) {
+        if (!KeyMatches(*node, hash, name, id, options_.case_sensitive)) continue;
+        if (TryAcquire(*node)) {  // (N3) another creator won: exactly one node per key (NN3)
+          existing = node;
+        } else {
+          // Dead but still linked (its last releaser waits for the mutex): unlink it now so
+          // that at most one node per key is linked (NN3). Its releaser retires it.
+          UnlinkLocked(node);
+          rescan = true;
+        }
+        break;
+      }
+    }
+    if (existing == nullptr) {
+      fresh->server_call = server_ref.ReleaseToRaw();
+      fresh->linked = true;
+      // Not yet shared: relaxed; (N5) below publishes it.
+      fresh->next[parity].store(head.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      // (N5) release: publishes the node's fields; pairs with the readers' acquire (N2).
+      head.store(fresh.get(), std::memory_order_release);
+      size_.fetch_add(1, std::memory_order_relaxed);        // statistic / growth trigger
+      live_nodes_.fetch_add(1, std::memory_order_relaxed);  // destruction check only
+      MaybeGrowLocked();
+    }
+  }
+  if (existing != nullptr) return check_kind(existing);  // `fresh` was never shared
+  return NetNameRef(fresh.release());
+}
+
+void NetNameCore::UnlinkLocked(NetNameNode* node) noexcept {
+  NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);  // under mutex_
+  const auto parity = static_cast<std::size_t>(buckets->parity);
+  std::atomic<NetNameNode*>* link = &buckets->heads[node->hash & buckets->mask];
+  for (NetNameNode* at = link->load(std::memory_order_relaxed); at != node;
+       at = link->load(std::memory_order_relaxed)) {
+    assert(at != nullptr && "a linked net name is missing from its chain");
+    link = &at->next[parity];
+  }
+  // (N6) release: the successor stays published to readers that reach it through `link`;
+  // pairs with (N2). The unlinked node's own links never change again (NN5), so readers
+  // standing on it keep walking a chain of nodes that were linked during their walk.
+  link->store(node->next[parity].load(std::memory_order_relaxed), std::memory_order_release);
+  node->linked = false;
+  size_.fetch_sub(1, std::memory_order_relaxed);  // statistic / growth trigger
+}
+
+std::vector<NetNameNode*> NetNameCore::TakeDeferredLocked() noexcept {
+  std::vector<NetNameNode*> ready;
+  // (N12) acquire: pairs with (N11).
+  if (old_ == nullptr || !old_freed_.load(std::memory_order_acquire)) return ready;
+  old_ = nullptr;
+  NetNameBuckets* guard = current_.load(std::memory_order_relaxed);  // under mutex_
+  for (NetNameNode* node : deferred_) {
+    node->guard = guard;  // NN6: the only array any reader may still reach it through
+  }
+  ready.swap(deferred_);  // no allocation
+  return ready;
+}
+
+void NetNameCore::MaybeGrowLocked() {
+  NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);  // under mutex_
+  const std::size_t count = buckets->mask + 1;
+  if (size_.load(std::memory_order_relaxed) <= count || count >= (std::size_t{1} << 30)) return;
+  // The parity the new array uses is the one the previous old array used: it may be rewritten
+  // only once that array is freed and no reader walks it (NN5). A scan usually frees it now
+  // (no reader holds it); if one still does, grow on a later insert.
+  if (old_ != nullptr && !old_freed_.load(std::memory_order_acquire)) {  // (N12)
+    HazardDomain::Default().Reclaim();
+  }
+  for (NetNameNode* node : TakeDeferredLocked()) HazardDomain::Default().Retire(node);
+  if (old_ != nullptr) return;
+  NetNameBuckets* grown = nullptr;
+  try {
+    grown = NewBuckets(count * 2, buckets->parity ^ 1);
+  } catch (const std::bad_alloc&) {
+    return;  // chains stay longer; lookups remain correct
+  }
+  const auto from = static_cast<std::size_t>(buckets->parity);
+  const auto to = static_cast<std::size_t>(grown->parity);
+  for (std::size_t i = 0; i < count; ++i) {
+    for (NetNameNode* node = buckets->heads[i].load(std::memory_order_relaxed); node != nullptr;
+         node = node->next[from].load(std::memory_order_relaxed)) {
+      std::atomic<NetNameNode*>& head = grown->heads[node->hash & grown->mask];
+      // (N9) relaxed: no reader uses parity `to` (NN5) until (N8) publishes the array.
+      node->next[to].store(head.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      head.store(node, std::memory_order_relaxed);
+    }
+  }
+  old_ = buckets;
+  old_freed_.store(false, std::memory_order_relaxed);  // ordered before (N11) by the retire (R0)
+  // (N8) release: publishes the array and every (N9) link; pairs with (N1).
+  current_.store(grown, std::memory_order_release);
+  HazardDomain::Default().Retire(buckets);
+}
+
+void NetNameCore::Acquire(NetNameNode* node) noexcept {
+  // (N7) relaxed: the caller already holds a reference, so the node cannot die meanwhile.
+  node->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void NetNameCore::Release(NetNameNode* node) noexcept {
+  // (N4) acq_rel: release orders this holder's use of the entry (and its atlas) before the
+  // teardown; acquire makes every other holder's release visible to the last one.
+  if (node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) node->core->LastRelease(node);
+}
+
+void NetNameCore::LastRelease(NetNameNode* node) noexcept {
+  // The node is dead (NN2): no reader can take a reference, so only this thread touches the
+  // atlas; readers still walking past it read only its immutable key and its count.
+  if (node->atlas != nullptr) {
+    const OutstandingContextHandler& handler = options_.outstanding_context;
+    node->atlas->IterateAndRemove([&](void* context) {
+      if (handler) handler(node->name, node->id, context);
+    });
+    node->atlas.reset();
+  }
+  NetNameNode* server_call = node->server_call;
+  node->server_call = nullptr;
+
+  std::vector<NetNameNode*> ready;
+  bool deferred = false;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (node->linked) UnlinkLocked(node);
+    live_nodes_.fetch_sub(1, std::memory_order_relaxed);  // destruction check only
+    ready = TakeDeferredLocked();
+    if (old_ != nullptr) {
+      // NN6: a reader of the old array may still reach the node; it is retired once that
+      // array is freed.
+      try {
+        deferred_.push_back(node);
+        deferred = true;
+      } catch (const std::bad_alloc&) {
+        // Rare: wait for the old array here instead (no reader holds it for long).
+        while (!old_freed_.load(std::memory_order_acquire)) HazardDomain::Default().Reclaim();
+      }
+    }
+    if (!deferred) node->guard = current_.load(std::memory_order_relaxed);  // NN4
+  }
+  for (NetNameNode* ready_node : ready) HazardDomain::Default().Retire(ready_node);
+  if (deferred) {
+    HazardDomain::Default().Reclaim();  // usually frees the old array at once
+  } else {
+    HazardDomain::Default().Retire(node);
+  }
+  if (server_call != nullptr) Release(server_call);
+}
+
+bool NetNameCore::Remove(NetNameNode* node) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  if (!node->linked) return false;
+  UnlinkLocked(node);
+  return true;
+}
+
+bool NetNameCore::InTable(const NetNameNode* node) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return node->linked;
+}
+
+}  // namespace internal
+
+using internal::NetNameCore;
+using internal::NetNameNode;
+
+// ------------------------------------------------------------------------------------------
+// NetNameRef
+
+NetNameRef::NetNameRef(const NetNameRef& other) noexcept : node_(other.node_) {
+  if (node_ != nullptr) NetNameCore::Acquire(node_);
+}
+
+NetNameRef& NetNameRef::operator=(const NetNameRef& other) noexcept {
+  if (this != &other) {
+    if (other.node_ != nullptr) NetNameCore::Acquire(other.node_);
+    if (node_ != nullptr) NetNameCore::Release(node_);
+    node_ = other.node_;
+  }
+  return *this;
+}
+
+NetNameRef& NetNameRef::operator=(NetNameRef&& other) noexcept {
+  if (this != &other) {
+    if (node_ != nullptr) NetNameCore::Release(node_);
+    node_ = other.node_;
+    other.node_ = nullptr;
+  }
+  return *this;
+}
+
+NetNameRef::~NetNameRef() {
+  if (node_ != nullptr) NetNameCore::Release(node_);
+}
+
+NetNameKind NetNameRef::kind() const noexcept { return node_->kind; }
+std::string_view NetNameRef::name() const noexcept { return node_->name; }
+const ConnectionId& NetNameRef::connection_id() const noexcept { return node_->id; }
+
+NetNameRef NetNameRef::server_call() const noexcept {
+  NetNameNode* server = node_->server_call != nullptr ? node_->server_call : node_;
+  NetNameCore::Acquire(server);
+  return NetNameRef(server);
+}
+
+MidAtlas* NetNameRef::atlas() const noexcept {
+  const NetNameNode* server = node_->server_call != nullptr ? node_->server_call : node_;
+  return server->atlas.get();
+}
+
+bool NetNameRef::in_table() const { return node_->core->InTable(node_); }
+
+std::uint32_t NetNameRef::use_count() const noexcept {
+  return node_->refs.load(std::memory_order_relaxed);  // snapshot only
+}
+
+internal::NetNameNode* NetNameRef::ReleaseToRaw() noexcept {
+  NetNameNode* node = node_;
+  node_ = nullptr;
+  return node;
+}
+
+// ------------------------------------------------------------------------------------------
+// NetNameTable
+
+absl::StatusOr<std::unique_ptr<NetNameTable>> NetNameTable::Create(Options options) {
+  if (absl::StatusOr<std::unique_ptr<MidAtlas>> probe = MidAtlas::Create(options.atlas);
+      !probe.ok()) {
+    return probe.status();
+  }
+  if (options.initial_buckets == 0) options.initial_buckets = 1;
+  try {
+    return std::unique_ptr<NetNameTable>(
+        new NetNameTable(std::make_unique<NetNameCore>(std::move(options))));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory creating a NetName table");
+  }
+}
+
+NetNameTable::NetNameTable(std::unique_ptr<NetNameCore> core) noexcept : core_(std::move(core)) {}
+
+NetNameTable::~NetNameTable() = default;
+
+absl::StatusOr<NetNameRef> NetNameTable::FindOrCreate(
+    std::string_view name, NetNameKind kind, void* request_context,
+    const std::optional<AtlasOptions>& server_atlas) {
+  absl::StatusOr<ConnectionId> id =
+      ResolveConnectionId(core_->options().provider.get(), request_context);
+  if (!id.ok()) return id.status();
+  return FindOrCreateWithId(name, kind, *id, server_atlas);
+}
+
+absl::StatusOr<NetNameRef> NetNameTable::FindOrCreateWithId(
+    std::string_view name, NetNameKind kind, const ConnectionId& id,
+    const std::optional<AtlasOptions>& server_atlas) {
+  return core_->FindOrCreate(name, kind, id, server_atlas.value_or(core_->options().atlas));
+}
+
+absl::StatusOr<NetNameMatch> NetNameTable::Lookup(std::string_view path,
+                                                  const ConnectionId& id) const {
+  return core_->Lookup(path, id);
+}
+
+bool NetNameTable::Remove(const NetNameRef& entry) {
+  if (!entry || entry.node_->core != core_.get()) return false;
+  return core_->Remove(entry.node_);
+}
+
+std::size_t NetNameTable::size() const noexcept { return core_->size(); }
+std::size_t NetNameTable::bucket_count() const { return core_->bucket_count(); }
+bool NetNameTable::case_sensitive() const noexcept { return core_->case_sensitive(); }
+
+}  // namespace midatlas
