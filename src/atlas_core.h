@@ -19,6 +19,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "chaos.h"
+#include "fault_injection.h"
 #include "hazard_domain.h"
 #include "leaf_hints.h"
 #include "map_nodes.h"
@@ -232,6 +233,14 @@ inline void* AtlasCore::TakeContext(LeafMap& leaf, std::uint32_t slot) noexcept 
   // linearization point by itself.
   if (cell.load(std::memory_order_relaxed) == nullptr) return nullptr;
   MIDATLAS_CHAOS_POINT();
+  if constexpr (kFaultTakeNoExchange) {
+    // Planted fault (test builds only, fault_injection.h): a load and a store where (D1)
+    // needs one RMW, so two racing dissociates can both read the context.
+    void* context = cell.load(std::memory_order_acquire);
+    MIDATLAS_CHAOS_POINT();
+    cell.store(nullptr, std::memory_order_relaxed);
+    return context;
+  }
   // (D1) acquire exchange: pairs with (A2)/(R2), so the caller sees what the associating
   // thread wrote into the context. Of racing exchanges exactly one reads the non-null value.
   return cell.exchange(nullptr, std::memory_order_acquire);

@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "chaos.h"
+#include "fault_injection.h"
 
 namespace midatlas::internal {
 
@@ -108,6 +109,9 @@ class FreeStack {
                                       std::memory_order_acquire)) {
         return PopResult{top, FreeOf(popped)};
       }
+      // Planted fault (test builds only, fault_injection.h): skip the retry and hand out
+      // `top` although another thread may have popped it.
+      if constexpr (kFaultPopNoRetry) return PopResult{top, FreeOf(popped)};
     }
   }
 

@@ -3,7 +3,12 @@
 // directory maps are attached, drained, detached and retired over and over under readers.
 //
 //   atlas_stress [--threads=N] [--seconds=S] [--ops=N] [--seed=N] [--max=N] [--start=N]
-//                [--round=N] [--wave=N]
+//                [--round=N] [--wave=N] [--scenario=NAME]
+//
+// --scenario picks what runs: "mixed" (the default, described here; from --start=1 it is the
+// grow/shrink storm) or one of the focused scenarios of scenarios.cc (reqresp, readmostly,
+// exhaustion, teardown, duplicates). Every run prints one summary line with the operations
+// done and the invariant checks made.
 //
 // Seeded (the seed is printed at the start and with every failure; without --seed one is
 // drawn at random), bounded both by time and by total operations, and threads are ordered
@@ -67,6 +72,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "midatlas/mid_atlas.h"
+#include "scenarios.h"
 
 namespace midatlas::stress {
 namespace {
@@ -86,11 +92,14 @@ struct Flags {
   std::uint32_t start = 50;
   std::uint32_t round = 2048;  // operations per thread between checkpoints
   std::uint32_t wave = 6000;   // most MIDs one grow-and-shrink wave takes
+  std::string scenario = "mixed";
 };
 
 constexpr const char* kUsage =
     "usage: atlas_stress [--threads=N] [--seconds=S] [--ops=N] [--seed=N] [--max=N] "
-    "[--start=N] [--round=N] [--wave=N]\n";
+    "[--start=N] [--round=N] [--wave=N] [--scenario=NAME]\n"
+    "scenarios: mixed (default; also the grow/shrink storm) reqresp readmostly exhaustion "
+    "teardown duplicates\n";
 
 template <typename T>
 bool ParseNumber(std::string_view text, T* out) {
@@ -129,6 +138,9 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       ok = ParseNumber(value, &flags->start) && flags->start >= 1;
     } else if (name == "round") {
       ok = ParseNumber(value, &flags->round) && flags->round >= 1;
+    } else if (name == "scenario") {
+      flags->scenario = std::string(value);
+      ok = flags->scenario == "mixed" || IsScenario(value);
     } else if (name == "wave") {
       ok = ParseNumber(value, &flags->wave) && flags->wave >= 1;
     }
@@ -808,7 +820,7 @@ void CheckQuiescent(World& world, Summary& summary, const char* when) {
 }
 
 // After the run: everything freed, and all max MIDs can be taken again, then freed.
-void CheckEnd(World& world, Summary& summary) {
+void CheckEnd(World& world, Summary& summary, std::size_t fresh_bytes) {
   MidAtlas& atlas = world.atlas();
   const std::uint32_t max = world.max();
   CheckQuiescent(world, summary, "end");
@@ -867,6 +879,13 @@ void CheckEnd(World& world, Summary& summary) {
     Fail("end: %u leaf maps and %u directory maps attached after the refill was freed",
          after.leaf_maps, after.directory_maps);
   }
+  // Memory returns near the fresh size after the storm (at most one spare leaf and its
+  // directory on top; twice the fresh size is the bound the unit tests use).
+  ++summary.checks;
+  if (after.bytes_attached > 2 * fresh_bytes) {
+    Fail("end: %zu bytes attached after draining; a fresh atlas had %zu", after.bytes_attached,
+         fresh_bytes);
+  }
 }
 
 // ----------------------------------------------------------------------------------------
@@ -882,6 +901,7 @@ int Run(const Flags& flags) {
     return 2;
   }
   std::unique_ptr<MidAtlas> atlas = *std::move(created);
+  const std::size_t fresh_bytes = atlas->stats().bytes_attached;
   World world(flags, *atlas);
 
   std::vector<std::unique_ptr<Worker>> workers;
@@ -928,7 +948,7 @@ int Run(const Flags& flags) {
 
   Counters total;
   for (const auto& worker : workers) total.Add(worker->counters());
-  if (!Failed()) CheckEnd(world, summary);
+  if (!Failed()) CheckEnd(world, summary, fresh_bytes);
   const bool failed_before_destruction = Failed();
   atlas.reset();
   ++summary.checks;
@@ -969,10 +989,18 @@ int main(int argc, char** argv) {
   }
   if (!flags.seed_given) flags.seed = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   g_seed = flags.seed;
-  std::printf("atlas_stress: seed=%" PRIu64 " threads=%d seconds=%.2f ops=%" PRIu64
+  std::printf("atlas_stress: scenario=%s seed=%" PRIu64 " threads=%d seconds=%.2f ops=%" PRIu64
               " max=%u start=%u round=%u wave=%u\n",
-              flags.seed, flags.threads, flags.seconds, flags.ops, flags.max, flags.start,
-              flags.round, flags.wave);
+              flags.scenario.c_str(), flags.seed, flags.threads, flags.seconds, flags.ops,
+              flags.max, flags.start, flags.round, flags.wave);
   std::fflush(stdout);
+  if (flags.scenario != "mixed") {
+    return RunScenario(flags.scenario, {.threads = flags.threads,
+                                        .seconds = flags.seconds,
+                                        .ops = flags.ops,
+                                        .seed = flags.seed,
+                                        .max = flags.max,
+                                        .start = flags.start});
+  }
   return Run(flags);
 }
