@@ -103,10 +103,16 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
   while (true) {
     const std::uint32_t candidate = hints_.FindFirst(from);
     if (candidate == LeafHints::kNoLeaf) {
-      // Every subordinate leaf is attached and full (LH1); leaf 0 may have had a MID
-      // released while we looked elsewhere.
+      // No hinted leaf; leaf 0 may have had a MID released while we looked elsewhere.
       if (TakeFromLeaf(*leaf0_, context, mid_out)) return AtlasResult::kOk;
-      return out_of_memory ? AtlasResult::kOutOfMemory : AtlasResult::kAllInUse;
+      if (out_of_memory) return AtlasResult::kOutOfMemory;
+      // A hint can be briefly clear while its leaf has room (between (L1) and (L2) of a
+      // popper), so the hints alone do not prove the atlas full: confirm it (AC6).
+      const bool full = ConfirmAllInUse(record);
+      ClearHazards(record);
+      if (full) return AtlasResult::kAllInUse;
+      from = 0;
+      continue;
     }
     const TakeResult result = TakeFromSubordinate(record, candidate, context, mid_out);
     ClearHazards(record);
@@ -115,6 +121,57 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
       out_of_memory = true;
       from = candidate + 1;
     }
+    MIDATLAS_CHAOS_POINT();
+  }
+}
+
+// AC6: a double collect of every leaf's (pointer, head word). Head words carry a tag that
+// changes on every CAS (FS2), so two equal collects mean no leaf changed in between: at any
+// instant between them every leaf was attached and showed no free slot, i.e. every MID was
+// held in the sense of DESIGN.md 8.1. A leaf that is absent, frozen or has room gets its hint
+// set again (so the retry finds it) and the answer is false.
+bool AtlasCore::ConfirmAllInUse(HazardRecord& record) noexcept {
+  struct LeafState {
+    const LeafMap* leaf;
+    std::uint64_t head;
+  };
+  const std::unique_ptr<LeafState[]> seen(new (std::nothrow) LeafState[leaf_count_]);
+  // Out of memory for the check itself: the hints and leaf 0 already showed no room.
+  if (!seen) return true;
+  // Visits every leaf; returns false as soon as one has room (after re-hinting it).
+  auto collect = [&](auto&& on_leaf) {
+    for (std::uint32_t d = 0; d < dir_count_; ++d) {
+      DirectoryMap* dir = d == 0 ? dir0() : record.Protect(kDirHazard, root_[d]);
+      for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
+        const std::uint32_t leaf_index = (d << dir_shift_) + entry;
+        if (leaf_index >= leaf_count_) break;
+        const LeafMap* leaf =
+            dir == nullptr ? nullptr : record.Protect(kLeafHazard, dir->leaf(entry));
+        const FreeStack::Head head = leaf == nullptr ? FreeStack::Head{} : leaf->stack().Load();
+        if (leaf == nullptr || head.free > 0 || head.frozen()) {
+          if (leaf_index != 0) hints_.SetIfClear(leaf_index);
+          return false;
+        }
+        if (!on_leaf(leaf_index, LeafState{leaf, head.Pack()})) return false;
+      }
+    }
+    return true;
+  };
+  bool first = true;
+  while (true) {
+    bool changed = false;
+    const bool full = collect([&](std::uint32_t leaf_index, LeafState state) {
+      if (first) {
+        seen[leaf_index] = state;
+      } else if (seen[leaf_index].leaf != state.leaf || seen[leaf_index].head != state.head) {
+        seen[leaf_index] = state;
+        changed = true;
+      }
+      return true;
+    });
+    if (!full) return false;
+    if (!first && !changed) return true;
+    first = false;
     MIDATLAS_CHAOS_POINT();
   }
 }

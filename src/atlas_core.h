@@ -95,6 +95,7 @@ class AtlasCore final : public MidAtlas {
   TakeResult GrowLeaf(HazardRecord& record, DirectoryMap& dir, std::uint32_t leaf_index,
                       void* context, Mid* mid_out) noexcept;
   void ClearHintIfFull(LeafMap& leaf) noexcept;
+  bool ConfirmAllInUse(HazardRecord& record) noexcept;
 
   void OnLeafDrained(HazardRecord& record, DirectoryMap& dir, LeafMap& leaf) noexcept;
   void UnlinkFrozenLeaf(DirectoryMap& dir, LeafMap& leaf) noexcept;

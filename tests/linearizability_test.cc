@@ -50,21 +50,14 @@ Budget BudgetFromEnvironment() {
 // are fought over: leaf 2 is grown, drained and kept as the spare, and the leaf-hint bitmap
 // decides where associates look).
 //
-// In the subordinate-leaf shape "all in use" results are not checked: the atlas does not meet
-// the section 8.1 rule there (DISABLED_AllInUseIsNotReportedWhileAHintedLeafWithAFreeSlot...
-// below). Every other result of that shape is checked strictly.
 constexpr Config kSubordinateLeaves = {.name = "subordinate_leaves_3threads", .threads = 3,
                                        .max_mids = 34, .initial_mids = 1, .prefill = 30,
                                        .ops_per_thread = 80};
-constexpr Config WithoutUnavailableCheck(Config config) {
-  config.check_unavailable = false;
-  return config;
-}
 const Config kConfigs[] = {
     {.name = "max2_3threads", .threads = 3, .max_mids = 2, .initial_mids = 1, .ops_per_thread = 80},
     {.name = "max3_4threads", .threads = 4, .max_mids = 3, .initial_mids = 1, .ops_per_thread = 60},
     {.name = "max4_4threads", .threads = 4, .max_mids = 4, .initial_mids = 4, .ops_per_thread = 60},
-    WithoutUnavailableCheck(kSubordinateLeaves),
+    kSubordinateLeaves,
 };
 
 Outcome RunConfig(const Config& config, const Budget& budget) {
@@ -180,7 +173,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, RecordedHistories, testing::ValuesIn(kConfigs),
                            return std::string(shape.param.name);
                          });
 
-// Pins a deviation from docs/DESIGN.md section 8.1, found by this checker (chaos build, a few
+// Regression test for a deviation from docs/DESIGN.md section 8.1, found by this checker (chaos build, a few
 // seconds): with subordinate leaves, Associate can report "all in use" while a MID of a
 // subordinate leaf is free and no call that takes or frees that MID overlaps it. An associate
 // that empties leaf k clears hint bit k (L1) and re-checks the head (L2) afterwards; a
@@ -189,9 +182,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, RecordedHistories, testing::ValuesIn(kConfigs),
 // associate that scans the bitmap then reports "all in use". The hidden MID is neither taken
 // nor freed by a call overlapping the failure, so no instant satisfies the documented rule
 // (a recorded example: MID 29 freed by a dissociate that returned before the failing associate
-// began, and taken again only by an associate that began after it returned). Disabled until
-// the design or the rule changes; run with --gtest_also_run_disabled_tests.
-TEST(RecordedHistories, DISABLED_AllInUseIsNotReportedWhileAHintedLeafWithAFreeSlotIsHidden) {
+// began, and taken again only by an associate that began after it returned). Fixed by
+// confirming "all in use" with a double collect of every leaf's head before reporting it
+// (DESIGN.md AC6); the shapes above now check every "all in use" result too.
+TEST(RecordedHistories, AllInUseIsNotReportedWhileAHintedLeafWithAFreeSlotIsHidden) {
   const Budget budget = BudgetFromEnvironment();
   const Outcome outcome = RunConfig(kSubordinateLeaves, budget);
   EXPECT_FALSE(outcome.violation) << "rerun with MIDATLAS_LIN_SEED=" << budget.seed << "\n"
