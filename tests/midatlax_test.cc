@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "failing_allocation.h"
+
 #include <algorithm>
 #include <atomic>
 #include <barrier>
@@ -43,81 +45,8 @@ static_assert(static_cast<std::uint32_t>(STATUS_INSUFFICIENT_RESOURCES) == 0xC00
 static_assert(STATUS_UNSUCCESSFUL < 0 && STATUS_NOT_IMPLEMENTED < 0 &&
               STATUS_INVALID_PARAMETER < 0 && STATUS_INSUFFICIENT_RESOURCES < 0);
 
-// ------------------------------------------------------------------------------------------
-// Allocation failure injection (see mid_atlas_test.cc): this binary replaces the nothrow forms
-// of operator new, through which the library allocates its atlas and every map.
-namespace {
-
-// -1: unarmed. n >= 0: the next n nothrow allocations succeed, then every one fails until the
-// injection is disarmed.
-std::atomic<long> g_successes_before_failure{-1};
-std::atomic<long> g_failures_delivered{0};
-
-bool ShouldFailNothrowAllocation() noexcept {
-  // relaxed throughout: the injection is armed, used and read by one thread, between joins.
-  long remaining = g_successes_before_failure.load(std::memory_order_relaxed);
-  while (remaining > 0) {
-    if (g_successes_before_failure.compare_exchange_weak(
-            remaining, remaining - 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
-      return false;
-    }
-  }
-  if (remaining < 0) return false;
-  g_failures_delivered.fetch_add(1, std::memory_order_relaxed);
-  return true;
-}
-
-class FailNothrowAllocations {
- public:
-  explicit FailNothrowAllocations(long successes_first) {
-    g_failures_delivered.store(0, std::memory_order_relaxed);
-    g_successes_before_failure.store(successes_first, std::memory_order_relaxed);
-  }
-  FailNothrowAllocations(const FailNothrowAllocations&) = delete;
-  FailNothrowAllocations& operator=(const FailNothrowAllocations&) = delete;
-  ~FailNothrowAllocations() { g_successes_before_failure.store(-1, std::memory_order_relaxed); }
-
-  static long failures() { return g_failures_delivered.load(std::memory_order_relaxed); }
-};
-
-}  // namespace
-
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  if (ShouldFailNothrowAllocation()) return nullptr;
-  try {
-    return ::operator new(size);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  if (ShouldFailNothrowAllocation()) return nullptr;
-  try {
-    return ::operator new[](size);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-
-void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  if (ShouldFailNothrowAllocation()) return nullptr;
-  try {
-    return ::operator new(size, alignment);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-
-void* operator new[](std::size_t size, std::align_val_t alignment,
-                     const std::nothrow_t&) noexcept {
-  if (ShouldFailNothrowAllocation()) return nullptr;
-  try {
-    return ::operator new[](size, alignment);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
+// Allocation failure injection: failing_allocation.cc replaces the nothrow operator new.
+using midatlas::testing_support::FailNothrowAllocations;
 
 namespace {
 
@@ -727,7 +656,7 @@ TEST(MidatlaxOutOfMemory, CreateReturnsNullAtEveryAllocation) {
     PRX_MID_ATLAS atlas = nullptr;
     long delivered = 0;
     {
-      FailNothrowAllocations fail(n);
+      FailNothrowAllocations fail(n, FailNothrowAllocations::Mode::kEveryOneFromThen);
       atlas = RxCreateMidAtlas(65535, 50);
       delivered = FailNothrowAllocations::failures();
     }
@@ -749,7 +678,7 @@ TEST(MidatlaxOutOfMemory, AssociateReportsInsufficientResourcesAndChangesNothing
   ASSERT_EQ(AssociateN(atlas.get(), 16).size(), 16U);  // leaf 0 is full
   USHORT mid = 0xBEEF;
   {
-    FailNothrowAllocations fail(0);
+    FailNothrowAllocations fail(0, FailNothrowAllocations::Mode::kEveryOneFromThen);
     EXPECT_EQ(RxAssociateContextWithMid(atlas.get(), FakeContext(99), &mid),
               STATUS_INSUFFICIENT_RESOURCES);
     EXPECT_GT(FailNothrowAllocations::failures(), 0);
