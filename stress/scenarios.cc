@@ -53,6 +53,21 @@
 namespace midatlas::stress {
 namespace {
 
+// Runs `threads` threads to completion: thread t runs first(t) if t < split, else second(t).
+template <typename First, typename Second>
+void RunThreads(int threads, int split, const First& first, const Second& second) {
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    if (t < split) {
+      pool.emplace_back(std::cref(first), t);
+    } else {
+      pool.emplace_back(std::cref(second), t);
+    }
+  }
+  for (std::thread& thread : pool) thread.join();
+}
+
 using Clock = std::chrono::steady_clock;
 
 std::uint64_t g_seed = 0;
@@ -303,15 +318,7 @@ int RunRequestResponse(const ScenarioOptions& options, Tally& tally) {
     local.FlushTo(tally);
   };
 
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    if (t < senders) {
-      pool.emplace_back(sender, t);
-    } else {
-      pool.emplace_back(receiver, t);
-    }
-  }
-  for (std::thread& thread : pool) thread.join();
+  RunThreads(threads, senders, sender, receiver);
   if (Failed()) return 1;
   Local local;
   // Letters a receiver left behind (the mailbox is relaxed, so a receiver may stop before it
@@ -474,15 +481,7 @@ int RunReadMostly(const ScenarioOptions& options, Tally& tally) {
     local.FlushTo(tally);
   };
 
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    if (t < writers) {
-      pool.emplace_back(writer, t);
-    } else {
-      pool.emplace_back(reader, t);
-    }
-  }
-  for (std::thread& thread : pool) thread.join();
+  RunThreads(threads, writers, writer, reader);
   if (Failed()) return 1;
   Local local;
   CheckDrainedAndReusable(*atlas, fresh, local);
@@ -594,9 +593,7 @@ int RunExhaustion(const ScenarioOptions& options, Tally& tally) {
       }
     }
   };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
-  for (std::thread& thread : pool) thread.join();
+  RunThreads(threads, threads, worker, worker);
   if (Failed()) return 1;
   CheckDrainedAndReusable(*atlas, fresh, main_local);
   main_local.FlushTo(tally);
@@ -762,9 +759,7 @@ int RunTeardown(const ScenarioOptions& options, Tally& tally) {
       local.FlushTo(tally);
     }
   };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
-  for (std::thread& thread : pool) thread.join();
+  RunThreads(threads, threads, worker, worker);
   side.reset();
   for (auto& list : tokens) list.clear();
   if (Failed()) return 1;
@@ -854,9 +849,7 @@ int RunDuplicates(const ScenarioOptions& options, Tally& tally) {
       local.FlushTo(tally);
     }
   };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
-  for (std::thread& thread : pool) thread.join();
+  RunThreads(threads, threads, worker, worker);
   if (Failed()) return 1;
   CheckDrainedAndReusable(*atlas, fresh, main_local);
   main_local.FlushTo(tally);
