@@ -1,4 +1,4 @@
-#include "map_nodes.h"
+#include "atlas/map_nodes.h"
 
 #include <cstring>
 #include <new>

@@ -4,7 +4,7 @@
 
 #include <utility>
 
-#include "atlas_core.h"
+#include "atlas/atlas_core.h"
 
 using midatlas::internal::AtlasCore;
 using midatlas::internal::AtlasResult;

@@ -14,8 +14,8 @@
 //   +-----------+------------+------+------+------+----+--------+-------------+-------+------+
 //     next[p] is the link in the bucket array of parity p, so that a resize can chain every
 //     node into a new array while readers still walk the old one (NN5).
-#ifndef MIDATLAS_SRC_NET_NAME_CORE_H_
-#define MIDATLAS_SRC_NET_NAME_CORE_H_
+#ifndef MIDATLAS_SRC_NETNAME_NET_NAME_CORE_H_
+#define MIDATLAS_SRC_NETNAME_NET_NAME_CORE_H_
 
 #include <array>
 #include <atomic>
@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "hazard_domain.h"
+#include "reclamation/hazard_domain.h"
 #include "midatlas/mid_atlas.h"
 #include "midatlas/net_name_table.h"
 
@@ -120,4 +120,4 @@ class NetNameCore {
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_NET_NAME_CORE_H_
+#endif  // MIDATLAS_SRC_NETNAME_NET_NAME_CORE_H_

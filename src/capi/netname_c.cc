@@ -10,10 +10,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "atlas_core.h"
+#include "atlas/atlas_core.h"
 #include "midatlas/net_name_table.h"
-#include "net_name_core.h"
-#include "net_name_key.h"
+#include "netname/net_name_core.h"
+#include "netname/net_name_key.h"
 
 using midatlas::ConnectionId;
 using midatlas::NetNameKind;

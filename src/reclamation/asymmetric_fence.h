@@ -15,12 +15,12 @@
 //
 // ThreadSanitizer models neither. Under it (kIsTsan) the hazard handshake uses seq_cst
 // operations instead and the heavy side adds a seq_cst RMW (SeqCstFence).
-#ifndef MIDATLAS_SRC_ASYMMETRIC_FENCE_H_
-#define MIDATLAS_SRC_ASYMMETRIC_FENCE_H_
+#ifndef MIDATLAS_SRC_RECLAMATION_ASYMMETRIC_FENCE_H_
+#define MIDATLAS_SRC_RECLAMATION_ASYMMETRIC_FENCE_H_
 
 #include <atomic>
 
-#include "sanitizers.h"
+#include "instrumentation/sanitizers.h"
 
 namespace midatlas::internal {
 
@@ -54,4 +54,4 @@ void AsymmetricHeavyBarrier() noexcept;
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_ASYMMETRIC_FENCE_H_
+#endif  // MIDATLAS_SRC_RECLAMATION_ASYMMETRIC_FENCE_H_

@@ -22,14 +22,14 @@
 // a slot did happens-before the next owner takes it. Both are seq_cst because the leaf-hint
 // bitmap protocol (leaf_hints.h) needs a single total order of "stack became empty/non-empty"
 // and "hint bit cleared/set"; on x86 and ARMv8 a seq_cst CAS costs what an acq_rel one does.
-#ifndef MIDATLAS_SRC_FREE_STACK_H_
-#define MIDATLAS_SRC_FREE_STACK_H_
+#ifndef MIDATLAS_SRC_ATLAS_FREE_STACK_H_
+#define MIDATLAS_SRC_ATLAS_FREE_STACK_H_
 
 #include <atomic>
 #include <cstdint>
 
-#include "chaos.h"
-#include "fault_injection.h"
+#include "instrumentation/chaos.h"
+#include "instrumentation/fault_injection.h"
 
 namespace midatlas::internal {
 
@@ -169,4 +169,4 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "64-bit CAS must 
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_FREE_STACK_H_
+#endif  // MIDATLAS_SRC_ATLAS_FREE_STACK_H_

@@ -21,15 +21,15 @@
 //   (R1) acquire take of the retired list         pairs with (R0)
 //   (R2) heavy barrier                            pairs with (H2)+(F2): see asymmetric_fence.h
 //   (R3) acquire load of every hazard             pairs with (H4)
-#ifndef MIDATLAS_SRC_HAZARD_DOMAIN_H_
-#define MIDATLAS_SRC_HAZARD_DOMAIN_H_
+#ifndef MIDATLAS_SRC_RECLAMATION_HAZARD_DOMAIN_H_
+#define MIDATLAS_SRC_RECLAMATION_HAZARD_DOMAIN_H_
 
 #include <array>
 #include <atomic>
 #include <cstddef>
 
-#include "asymmetric_fence.h"
-#include "sanitizers.h"
+#include "reclamation/asymmetric_fence.h"
+#include "instrumentation/sanitizers.h"
 
 namespace midatlas::internal {
 
@@ -185,4 +185,4 @@ inline HazardRecord& ThisThreadRecord() {
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_HAZARD_DOMAIN_H_
+#endif  // MIDATLAS_SRC_RECLAMATION_HAZARD_DOMAIN_H_

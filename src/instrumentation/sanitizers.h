@@ -1,6 +1,6 @@
 // Compile-time facts about the build that change how the algorithms are instrumented.
-#ifndef MIDATLAS_SRC_SANITIZERS_H_
-#define MIDATLAS_SRC_SANITIZERS_H_
+#ifndef MIDATLAS_SRC_INSTRUMENTATION_SANITIZERS_H_
+#define MIDATLAS_SRC_INSTRUMENTATION_SANITIZERS_H_
 
 namespace midatlas::internal {
 
@@ -23,4 +23,4 @@ inline constexpr bool kIsTsan = false;
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_SANITIZERS_H_
+#endif  // MIDATLAS_SRC_INSTRUMENTATION_SANITIZERS_H_

@@ -9,8 +9,8 @@
 //   (D1) acquire exchange to null      pairs with (A2), (R2); one winner per association
 //   (R1) acquire load before reassociating, (R2) release CAS of the new context
 //   (U1) acq_rel CAS unlinking a frozen map (before it is retired)
-#ifndef MIDATLAS_SRC_ATLAS_CORE_H_
-#define MIDATLAS_SRC_ATLAS_CORE_H_
+#ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
+#define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
 #include <array>
 #include <atomic>
@@ -18,11 +18,11 @@
 #include <memory>
 
 #include "absl/functional/function_ref.h"
-#include "chaos.h"
-#include "fault_injection.h"
-#include "hazard_domain.h"
-#include "leaf_hints.h"
-#include "map_nodes.h"
+#include "instrumentation/chaos.h"
+#include "instrumentation/fault_injection.h"
+#include "reclamation/hazard_domain.h"
+#include "atlas/leaf_hints.h"
+#include "atlas/map_nodes.h"
 #include "midatlas/mid_atlas.h"
 
 namespace midatlas::internal {
@@ -261,4 +261,4 @@ inline AtlasResult AtlasCore::DissociateMid(Mid mid, void** context_out) noexcep
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_ATLAS_CORE_H_
+#endif  // MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_

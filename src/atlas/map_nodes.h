@@ -32,16 +32,16 @@
 //   before installing and counts out only after its entry is null again.
 //   INVARIANT DM2: a frozen directory has no leaf entries and never gets one (freeze is a CAS
 //   from 0, and counting in is a CAS that refuses kFrozen).
-#ifndef MIDATLAS_SRC_MAP_NODES_H_
-#define MIDATLAS_SRC_MAP_NODES_H_
+#ifndef MIDATLAS_SRC_ATLAS_MAP_NODES_H_
+#define MIDATLAS_SRC_ATLAS_MAP_NODES_H_
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <new>
 
-#include "free_stack.h"
-#include "hazard_domain.h"
+#include "atlas/free_stack.h"
+#include "reclamation/hazard_domain.h"
 
 namespace midatlas::internal {
 
@@ -173,4 +173,4 @@ static_assert(sizeof(std::atomic<void*>) == sizeof(void*) &&
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_MAP_NODES_H_
+#endif  // MIDATLAS_SRC_ATLAS_MAP_NODES_H_

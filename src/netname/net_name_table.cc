@@ -20,9 +20,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "hazard_domain.h"
-#include "net_name_core.h"
-#include "net_name_key.h"
+#include "reclamation/hazard_domain.h"
+#include "netname/net_name_core.h"
+#include "netname/net_name_key.h"
 
 namespace midatlas {
 namespace internal {

@@ -1,4 +1,4 @@
-#include "asymmetric_fence.h"
+#include "reclamation/asymmetric_fence.h"
 
 #include <linux/membarrier.h>
 #include <sys/mman.h>

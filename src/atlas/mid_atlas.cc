@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "atlas_core.h"
+#include "atlas/atlas_core.h"
 
 namespace midatlas {
 

@@ -8,7 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "midatlas/net_name_table.h"
-#include "net_name_key.h"
+#include "netname/net_name_key.h"
 
 namespace midatlas {
 

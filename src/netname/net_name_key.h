@@ -5,8 +5,8 @@
 // prefixes of one path hashes each byte once; at every prefix boundary the running value is
 // finished with the connection ID's hash. Equal keys give equal hashes; the table compares
 // the full key on a hash match.
-#ifndef MIDATLAS_SRC_NET_NAME_KEY_H_
-#define MIDATLAS_SRC_NET_NAME_KEY_H_
+#ifndef MIDATLAS_SRC_NETNAME_NET_NAME_KEY_H_
+#define MIDATLAS_SRC_NETNAME_NET_NAME_KEY_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -130,4 +130,4 @@ absl::Status ParseNetPath(std::string_view path, bool allow_stream, ParsedPath* 
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_NET_NAME_KEY_H_
+#endif  // MIDATLAS_SRC_NETNAME_NET_NAME_KEY_H_

@@ -1,4 +1,4 @@
-#include "chaos.h"
+#include "instrumentation/chaos.h"
 
 #include <chrono>
 #include <random>

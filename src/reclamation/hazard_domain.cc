@@ -1,4 +1,4 @@
-#include "hazard_domain.h"
+#include "reclamation/hazard_domain.h"
 
 #include <cassert>
 #include <new>

@@ -1,8 +1,8 @@
 // Chaos points: a build with MIDATLAS_CHAOS defined may yield or pause between the atomic steps
 // of every algorithm, so that rare interleavings show up in seconds under the stress tests. In
 // every other build MIDATLAS_CHAOS_POINT() compiles to nothing.
-#ifndef MIDATLAS_SRC_CHAOS_H_
-#define MIDATLAS_SRC_CHAOS_H_
+#ifndef MIDATLAS_SRC_INSTRUMENTATION_CHAOS_H_
+#define MIDATLAS_SRC_INSTRUMENTATION_CHAOS_H_
 
 namespace midatlas::internal {
 // Yields, spins or sleeps for a few microseconds at random (per-thread generator).
@@ -15,4 +15,4 @@ void ChaosPoint() noexcept;
 #define MIDATLAS_CHAOS_POINT() static_cast<void>(0)
 #endif
 
-#endif  // MIDATLAS_SRC_CHAOS_H_
+#endif  // MIDATLAS_SRC_INSTRUMENTATION_CHAOS_H_

@@ -1,10 +1,10 @@
-#include "atlas_core.h"
+#include "atlas/atlas_core.h"
 
 #include <algorithm>
 #include <new>
 #include <utility>
 
-#include "chaos.h"
+#include "instrumentation/chaos.h"
 
 namespace midatlas::internal {
 

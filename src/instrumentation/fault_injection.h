@@ -8,8 +8,8 @@
 //   MIDATLAS_FAULT_TAKE_NO_XCHG   TakeContext reads the context and then stores null
 //                                 instead of exchanging it: two racing dissociates can both
 //                                 receive it (breaks the single-winner rule of D1).
-#ifndef MIDATLAS_SRC_FAULT_INJECTION_H_
-#define MIDATLAS_SRC_FAULT_INJECTION_H_
+#ifndef MIDATLAS_SRC_INSTRUMENTATION_FAULT_INJECTION_H_
+#define MIDATLAS_SRC_INSTRUMENTATION_FAULT_INJECTION_H_
 
 namespace midatlas::internal {
 
@@ -27,4 +27,4 @@ inline constexpr bool kFaultTakeNoExchange = false;
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_FAULT_INJECTION_H_
+#endif  // MIDATLAS_SRC_INSTRUMENTATION_FAULT_INJECTION_H_

@@ -14,8 +14,8 @@
 // A set bit on a full leaf costs one wasted attempt, after which the attempt clears it.
 //
 // Scanning is bounded: at most 64 words (4096 leaves with the narrowest leaf field).
-#ifndef MIDATLAS_SRC_LEAF_HINTS_H_
-#define MIDATLAS_SRC_LEAF_HINTS_H_
+#ifndef MIDATLAS_SRC_ATLAS_LEAF_HINTS_H_
+#define MIDATLAS_SRC_ATLAS_LEAF_HINTS_H_
 
 #include <atomic>
 #include <bit>
@@ -82,4 +82,4 @@ class LeafHints {
 
 }  // namespace midatlas::internal
 
-#endif  // MIDATLAS_SRC_LEAF_HINTS_H_
+#endif  // MIDATLAS_SRC_ATLAS_LEAF_HINTS_H_
