@@ -18,7 +18,7 @@
 
 #include <fuzzer/FuzzedDataProvider.h>
 
-#include "hazard_domain.h"
+#include "reclamation/hazard_domain.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // Internal behaviour of the atlas core: the leaf-hint bitmap, allocation order, the shrink
 // policy and the memory it promises. The public rules are tested in mid_atlas_test.cc and
 // midatlax_test.cc.
-#include "atlas_core.h"
+#include "atlas/atlas_core.h"
 
 #include <gtest/gtest.h>
 
@@ -10,8 +10,8 @@
 #include <set>
 #include <vector>
 
-#include "hazard_domain.h"
-#include "leaf_hints.h"
+#include "reclamation/hazard_domain.h"
+#include "atlas/leaf_hints.h"
 #include "midatlas/mid_atlas.h"
 
 namespace midatlas::internal {

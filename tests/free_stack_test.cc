@@ -1,7 +1,7 @@
 // Tests for the tagged free stack of one leaf map (src/free_stack.h): the packed head word,
 // LIFO order and free counts, freezing (FS1, FS3), the ABA tag (FS2), and exclusive slot
 // ownership under concurrent pops and pushes.
-#include "free_stack.h"
+#include "atlas/free_stack.h"
 
 #include <gtest/gtest.h>
 

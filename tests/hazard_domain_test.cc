@@ -6,7 +6,7 @@
 // ever sees a poisoned canary read through a protected pointer, or a ledger entry other than
 // exactly 1 at the end, means the domain freed a protected node, leaked one, or freed one
 // twice. Sanitizer builds turn the same mistakes into reports with stacks.
-#include "hazard_domain.h"
+#include "reclamation/hazard_domain.h"
 
 #include <gtest/gtest.h>
 

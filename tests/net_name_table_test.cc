@@ -17,7 +17,7 @@
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "midatlas/mid_atlas.h"
-#include "net_name_key.h"
+#include "netname/net_name_key.h"
 
 namespace midatlas {
 namespace {
