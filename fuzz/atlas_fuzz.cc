@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include <fuzzer/FuzzedDataProvider.h>
@@ -82,7 +83,7 @@ void RunCpp(FuzzedDataProvider& in) {
     default: initial = in.ConsumeIntegralInRange<std::uint32_t>(1, std::clamp<std::uint32_t>(max, 1, 300));
   }
   std::multiset<std::uint64_t> destroyed;
-  absl::StatusOr<std::unique_ptr<MidAtlas>> created = MidAtlas::Create(
+  absl::StatusOr<MidAtlas> created = MidAtlas::Create(
       {.max_mids = max, .initial_mids = initial,
        .context_destructor = [&destroyed](void* p) {
          destroyed.insert(reinterpret_cast<std::uintptr_t>(p));
@@ -93,7 +94,7 @@ void RunCpp(FuzzedDataProvider& in) {
     Expect(absl::IsInvalidArgument(created.status()), "bad shape is not InvalidArgument");
     return;
   }
-  std::unique_ptr<MidAtlas> atlas = *std::move(created);
+  std::optional<MidAtlas> atlas = *std::move(created);
   std::map<Mid, void*> held;  // the model
   std::uint64_t next_context = 1;
   auto fresh = [&next_context]() { return AsContext(next_context++ * 2 + 1); };

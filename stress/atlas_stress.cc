@@ -63,6 +63,7 @@
 #include <cstring>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -892,7 +893,7 @@ void CheckEnd(World& world, Summary& summary, std::size_t fresh_bytes) {
 
 int Run(const Flags& flags) {
   std::size_t destructor_calls = 0;
-  absl::StatusOr<std::unique_ptr<MidAtlas>> created = MidAtlas::Create(
+  absl::StatusOr<MidAtlas> created = MidAtlas::Create(
       {.max_mids = flags.max,
        .initial_mids = flags.start,
        .context_destructor = [&destructor_calls](void*) { ++destructor_calls; }});
@@ -900,7 +901,7 @@ int Run(const Flags& flags) {
     std::fprintf(stderr, "atlas_stress: Create failed: %s\n", created.status().ToString().c_str());
     return 2;
   }
-  std::unique_ptr<MidAtlas> atlas = *std::move(created);
+  std::optional<MidAtlas> atlas = *std::move(created);
   const std::size_t fresh_bytes = atlas->stats().bytes_attached;
   World world(flags, *atlas);
 

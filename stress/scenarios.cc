@@ -40,6 +40,7 @@
 #include <functional>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -140,9 +141,9 @@ std::uint64_t AsValue(const void* context) {
   return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(context));
 }
 
-std::unique_ptr<MidAtlas> NewAtlas(std::uint32_t max, std::uint32_t start,
+std::optional<MidAtlas> NewAtlas(std::uint32_t max, std::uint32_t start,
                                    ContextDestructor destructor = {}) {
-  absl::StatusOr<std::unique_ptr<MidAtlas>> created = MidAtlas::Create(
+  absl::StatusOr<MidAtlas> created = MidAtlas::Create(
       {.max_mids = max, .initial_mids = start, .context_destructor = std::move(destructor)});
   if (!created.ok()) {
     Fail("Create(%u, %u) failed: %s", max, start, created.status().ToString().c_str());
@@ -202,7 +203,7 @@ struct Request {
 };
 
 int RunRequestResponse(const ScenarioOptions& options, Tally& tally) {
-  std::unique_ptr<MidAtlas> atlas = NewAtlas(options.max, options.start);
+  std::optional<MidAtlas> atlas = NewAtlas(options.max, options.start);
   if (atlas == nullptr) return 1;
   const std::size_t fresh = atlas->stats().bytes_attached;
   const std::uint32_t max = options.max;
@@ -355,7 +356,7 @@ constexpr std::uint64_t Encode(std::uint32_t mid, std::uint64_t generation) {
 }
 
 int RunReadMostly(const ScenarioOptions& options, Tally& tally) {
-  std::unique_ptr<MidAtlas> atlas = NewAtlas(options.max, options.start);
+  std::optional<MidAtlas> atlas = NewAtlas(options.max, options.start);
   if (atlas == nullptr) return 1;
   const std::size_t fresh = atlas->stats().bytes_attached;
   const std::uint32_t max = options.max;
@@ -493,7 +494,7 @@ int RunReadMostly(const ScenarioOptions& options, Tally& tally) {
 // exhaustion
 
 int RunExhaustion(const ScenarioOptions& options, Tally& tally) {
-  std::unique_ptr<MidAtlas> atlas = NewAtlas(options.max, options.start);
+  std::optional<MidAtlas> atlas = NewAtlas(options.max, options.start);
   if (atlas == nullptr) return 1;
   const std::size_t fresh = atlas->stats().bytes_attached;
   const std::uint32_t max = options.max;
@@ -617,7 +618,7 @@ void Deliver(Token* token, const char* to) {
 }
 
 int RunTeardown(const ScenarioOptions& options, Tally& tally) {
-  std::unique_ptr<MidAtlas> atlas = NewAtlas(options.max, options.start);
+  std::optional<MidAtlas> atlas = NewAtlas(options.max, options.start);
   if (atlas == nullptr) return 1;
   const std::size_t fresh = atlas->stats().bytes_attached;
   const int threads = std::max(options.threads, 2);
@@ -628,7 +629,7 @@ int RunTeardown(const ScenarioOptions& options, Tally& tally) {
   // Tokens live per round; deques of stable addresses per thread.
   std::vector<std::vector<std::unique_ptr<Token>>> tokens(static_cast<std::size_t>(threads));
   std::vector<std::vector<std::unique_ptr<Token>>> side_tokens(static_cast<std::size_t>(threads));
-  std::unique_ptr<MidAtlas> side;
+  std::optional<MidAtlas> side;
   std::atomic<std::uint64_t> side_destroyed{0};
   auto new_side = [&] {
     side = NewAtlas(65535, 1, [&side_destroyed](void* p) {
@@ -769,7 +770,7 @@ int RunTeardown(const ScenarioOptions& options, Tally& tally) {
 }
 
 int RunDuplicates(const ScenarioOptions& options, Tally& tally) {
-  std::unique_ptr<MidAtlas> atlas = NewAtlas(options.max, options.start);
+  std::optional<MidAtlas> atlas = NewAtlas(options.max, options.start);
   if (atlas == nullptr) return 1;
   const std::size_t fresh = atlas->stats().bytes_attached;
   const int threads = std::max(options.threads, 2);

@@ -22,10 +22,11 @@ void* ContextFor(std::uint32_t n) {
   return reinterpret_cast<void*>(static_cast<std::uintptr_t>(n) * 2 + 1);
 }
 
-std::unique_ptr<MidAtlas> MakeAtlas(std::uint32_t max_mids, std::uint32_t initial_mids) {
+std::optional<MidAtlas> MakeAtlas(std::uint32_t max_mids, std::uint32_t initial_mids) {
   auto atlas = MidAtlas::Create({.max_mids = max_mids, .initial_mids = initial_mids});
   EXPECT_TRUE(atlas.ok()) << atlas.status();
-  return atlas.ok() ? *std::move(atlas) : nullptr;
+  if (!atlas.ok()) return std::nullopt;
+  return *std::move(atlas);
 }
 
 std::vector<Mid> TakeMany(MidAtlas& atlas, std::uint32_t count) {
@@ -76,7 +77,7 @@ TEST(LeafHints, SingleLeafAtlasHasNoHints) {
 
 TEST(AtlasCore, HandsOutTheLowestMidsFirstAndReusesFreedOnes) {
   auto atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = TakeMany(*atlas, 200);
   for (std::uint32_t i = 0; i < mids.size(); ++i) EXPECT_EQ(mids[i], i);
   ASSERT_TRUE(atlas->MapAndDissociate(130).ok());
@@ -87,7 +88,7 @@ TEST(AtlasCore, HandsOutTheLowestMidsFirstAndReusesFreedOnes) {
 
 TEST(AtlasCore, CreatingTheLargestAtlasFromFiftyAllocatesUnderFourKilobytes) {
   auto atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   const AtlasStats stats = atlas->stats();
   EXPECT_LT(stats.bytes_attached, 4096U);
   EXPECT_EQ(stats.leaf_maps, 1U);
@@ -96,7 +97,7 @@ TEST(AtlasCore, CreatingTheLargestAtlasFromFiftyAllocatesUnderFourKilobytes) {
 
 TEST(AtlasCore, MemoryPerSlotStaysUnderSixteenBytesAtSixtyThousandInUse) {
   auto atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   const std::size_t fresh = atlas->stats().bytes_attached;
   const std::vector<Mid> mids = TakeMany(*atlas, 60000);
   const AtlasStats full = atlas->stats();
@@ -108,7 +109,7 @@ TEST(AtlasCore, MemoryPerSlotStaysUnderSixteenBytesAtSixtyThousandInUse) {
 
 TEST(AtlasCore, DrainingSixtyThousandReturnsWithinTwiceTheFreshSize) {
   auto atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   const AtlasStats fresh = atlas->stats();
   const std::vector<Mid> mids = TakeMany(*atlas, 60000);
   EXPECT_GT(atlas->stats().leaf_maps, 900U);
@@ -122,7 +123,7 @@ TEST(AtlasCore, DrainingSixtyThousandReturnsWithinTwiceTheFreshSize) {
 
 TEST(AtlasCore, DrainingInReverseOrderAlsoKeepsOnlyOneSpare) {
   auto atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   const AtlasStats fresh = atlas->stats();
   std::vector<Mid> mids = TakeMany(*atlas, 5000);
   std::vector<Mid> reversed(mids.rbegin(), mids.rend());
@@ -134,7 +135,7 @@ TEST(AtlasCore, DrainingInReverseOrderAlsoKeepsOnlyOneSpare) {
 
 TEST(AtlasCore, SpareLeafIsReusedWithoutGrowing) {
   auto atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   std::vector<Mid> first = TakeMany(*atlas, 100);  // leaf 0 and leaf 1
   ASSERT_EQ(atlas->stats().leaf_maps, 2U);
   // Free leaf 1 completely: it becomes the spare and stays attached.
@@ -150,7 +151,7 @@ TEST(AtlasCore, SpareLeafIsReusedWithoutGrowing) {
 
 TEST(AtlasCore, DetachedMapsAreReclaimedOnceNoHazardHoldsThem) {
   auto atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   HazardDomain& domain = HazardDomain::Default();
   const std::vector<Mid> mids = TakeMany(*atlas, 4000);
   FreeAll(*atlas, mids);
@@ -161,7 +162,7 @@ TEST(AtlasCore, DetachedMapsAreReclaimedOnceNoHazardHoldsThem) {
 
 TEST(AtlasCore, MapOfEveryMidInAGrownAtlasFindsItsContext) {
   auto atlas = MakeAtlas(65535, 1);
-  ASSERT_NE(atlas, nullptr);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = TakeMany(*atlas, 65535);
   ASSERT_EQ(mids.size(), 65535U);
   for (std::uint32_t i = 0; i < mids.size(); ++i) {

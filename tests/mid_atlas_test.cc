@@ -15,6 +15,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <new>
 #include <string>
 #include <thread>
@@ -39,15 +40,15 @@ void* FakeContext(std::uintptr_t value) { return reinterpret_cast<void*>(value);
 
 std::uint32_t CeilDiv(std::uint32_t a, std::uint32_t b) { return (a + b - 1) / b; }
 
-std::unique_ptr<MidAtlas> MakeAtlas(std::uint32_t max_mids, std::uint32_t initial_mids,
+std::optional<MidAtlas> MakeAtlas(std::uint32_t max_mids, std::uint32_t initial_mids,
                                     ContextDestructor destructor = {}) {
-  absl::StatusOr<std::unique_ptr<MidAtlas>> atlas =
+  absl::StatusOr<MidAtlas> atlas =
       MidAtlas::Create({.max_mids = max_mids,
                         .initial_mids = initial_mids,
                         .context_destructor = std::move(destructor)});
   EXPECT_TRUE(atlas.ok()) << "Create(" << max_mids << ", " << initial_mids
                           << "): " << atlas.status();
-  if (!atlas.ok()) return nullptr;
+  if (!atlas.ok()) return std::nullopt;
   return *std::move(atlas);
 }
 
@@ -68,13 +69,13 @@ std::vector<Mid> AssociateN(MidAtlas& atlas, std::uint32_t n) {
 // Create.
 
 TEST(MidAtlasCreate, RejectsZeroMaximum) {
-  absl::StatusOr<std::unique_ptr<MidAtlas>> atlas =
+  absl::StatusOr<MidAtlas> atlas =
       MidAtlas::Create({.max_mids = 0, .initial_mids = 0});
   EXPECT_EQ(atlas.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(MidAtlasCreate, RejectsZeroInitialMids) {
-  absl::StatusOr<std::unique_ptr<MidAtlas>> atlas =
+  absl::StatusOr<MidAtlas> atlas =
       MidAtlas::Create({.max_mids = 50, .initial_mids = 0});
   EXPECT_EQ(atlas.status().code(), absl::StatusCode::kInvalidArgument);
 }
@@ -82,7 +83,7 @@ TEST(MidAtlasCreate, RejectsZeroInitialMids) {
 TEST(MidAtlasCreate, RejectsInitialMidsAboveMaximum) {
   for (const auto& [max_mids, initial_mids] :
        std::vector<std::pair<std::uint32_t, std::uint32_t>>{{1, 2}, {50, 51}, {65534, 65535}}) {
-    absl::StatusOr<std::unique_ptr<MidAtlas>> atlas =
+    absl::StatusOr<MidAtlas> atlas =
         MidAtlas::Create({.max_mids = max_mids, .initial_mids = initial_mids});
     EXPECT_EQ(atlas.status().code(), absl::StatusCode::kInvalidArgument)
         << "max " << max_mids << " start " << initial_mids;
@@ -92,7 +93,7 @@ TEST(MidAtlasCreate, RejectsInitialMidsAboveMaximum) {
 TEST(MidAtlasCreate, RejectsMaximumAbove65535) {
   for (std::uint32_t max_mids : {kMaxMidsLimit + 1, std::uint32_t{1} << 16, std::uint32_t{1} << 20,
                                  std::numeric_limits<std::uint32_t>::max()}) {
-    absl::StatusOr<std::unique_ptr<MidAtlas>> atlas =
+    absl::StatusOr<MidAtlas> atlas =
         MidAtlas::Create({.max_mids = max_mids, .initial_mids = 50});
     EXPECT_EQ(atlas.status().code(), absl::StatusCode::kInvalidArgument) << max_mids;
   }
@@ -102,8 +103,8 @@ TEST(MidAtlasCreate, AcceptsTheBoundaryValues) {
   for (const auto& [max_mids, initial_mids] :
        std::vector<std::pair<std::uint32_t, std::uint32_t>>{
            {1, 1}, {65535, 1}, {65535, 65535}, {50, 50}}) {
-    std::unique_ptr<MidAtlas> atlas = MakeAtlas(max_mids, initial_mids);
-    ASSERT_NE(atlas, nullptr);
+    std::optional<MidAtlas> atlas = MakeAtlas(max_mids, initial_mids);
+    ASSERT_TRUE(atlas.has_value());
     EXPECT_EQ(atlas->max_mids(), max_mids);
     EXPECT_EQ(atlas->initial_mids(), initial_mids);
     EXPECT_EQ(atlas->mids_in_use(), 0U);
@@ -111,15 +112,15 @@ TEST(MidAtlasCreate, AcceptsTheBoundaryValues) {
 }
 
 TEST(MidAtlasCreate, DefaultOptionsAreTheRdbssDefaults) {
-  absl::StatusOr<std::unique_ptr<MidAtlas>> atlas = MidAtlas::Create(AtlasOptions{});
+  absl::StatusOr<MidAtlas> atlas = MidAtlas::Create(AtlasOptions{});
   ASSERT_TRUE(atlas.ok()) << atlas.status();
-  EXPECT_EQ((*atlas)->max_mids(), 65535U);
-  EXPECT_EQ((*atlas)->initial_mids(), 50U);
+  EXPECT_EQ(atlas->max_mids(), 65535U);
+  EXPECT_EQ(atlas->initial_mids(), 50U);
 }
 
 TEST(MidAtlasCreate, MemoryIsProportionalToInitialMidsNotMaximum) {
-  std::unique_ptr<MidAtlas> small = MakeAtlas(65535, 50);
-  ASSERT_NE(small, nullptr);
+  std::optional<MidAtlas> small = MakeAtlas(65535, 50);
+  ASSERT_TRUE(small.has_value());
   const AtlasStats stats = small->stats();
   EXPECT_LT(stats.bytes_attached, 4096U);
   EXPECT_EQ(stats.leaf_maps, 1U);
@@ -127,8 +128,8 @@ TEST(MidAtlasCreate, MemoryIsProportionalToInitialMidsNotMaximum) {
   EXPECT_EQ(stats.mids_in_use, 0U);
 
   // A first map of 65535 slots holds at least a pointer per slot.
-  std::unique_ptr<MidAtlas> large = MakeAtlas(65535, 65535);
-  ASSERT_NE(large, nullptr);
+  std::optional<MidAtlas> large = MakeAtlas(65535, 65535);
+  ASSERT_TRUE(large.has_value());
   EXPECT_GE(large->stats().bytes_attached, std::size_t{65535} * sizeof(void*));
 }
 
@@ -149,8 +150,8 @@ TEST(MidAtlasLayout, MatchesTheRdbssSplitForTheDocumentedStarts) {
            {17, {.leaf_bits = 5, .dir_bits = 6, .root_bits = 5}},
            {65535, {.leaf_bits = 16, .dir_bits = 0, .root_bits = 0}},
        }) {
-    std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, c.initial_mids);
-    ASSERT_NE(atlas, nullptr);
+    std::optional<MidAtlas> atlas = MakeAtlas(65535, c.initial_mids);
+    ASSERT_TRUE(atlas.has_value());
     const MidLayout layout = atlas->layout();
     EXPECT_EQ(layout, c.expected) << "initial_mids " << c.initial_mids << ": got "
                                   << layout.leaf_bits << "/" << layout.dir_bits << "/"
@@ -177,8 +178,8 @@ TEST(MidAtlasLayout, EveryStartGetsTheNarrowestLeafFieldThatHoldsIt) {
 // Associate.
 
 TEST(MidAtlasAssociate, RejectsNullContext) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(50, 50);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(50, 50);
+  ASSERT_TRUE(atlas.has_value());
   absl::StatusOr<Mid> mid = atlas->Associate(nullptr);
   EXPECT_EQ(mid.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(IsAllMidsInUse(mid.status()));
@@ -186,8 +187,8 @@ TEST(MidAtlasAssociate, RejectsNullContext) {
 }
 
 TEST(MidAtlasAssociate, HandsOutDistinctMidsThatMapBack) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 50);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, 1000);
   ASSERT_EQ(mids.size(), 1000U);
   std::vector<bool> seen(65536, false);
@@ -207,9 +208,9 @@ TEST(MidAtlasAssociate, AcceptsUnalignedAndExtremeContexts) {
       FakeContext(std::numeric_limits<std::uintptr_t>::max() - 6),
       FakeContext(std::uintptr_t{1} << (sizeof(std::uintptr_t) * 8 - 1))};
   {
-    std::unique_ptr<MidAtlas> atlas =
+    std::optional<MidAtlas> atlas =
         MakeAtlas(65535, 1, [&destroyed](void* context) { ++destroyed[context]; });
-    ASSERT_NE(atlas, nullptr);
+    ASSERT_TRUE(atlas.has_value());
     std::vector<Mid> mids;
     for (void* context : contexts) {
       absl::StatusOr<Mid> mid = atlas->Associate(context);
@@ -233,8 +234,8 @@ TEST(MidAtlasAssociate, AcceptsUnalignedAndExtremeContexts) {
 }
 
 TEST(MidAtlasAssociate, SameContextMayHoldSeveralMids) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(50, 50);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(50, 50);
+  ASSERT_TRUE(atlas.has_value());
   int request = 0;
   absl::StatusOr<Mid> a = atlas->Associate(&request);
   absl::StatusOr<Mid> b = atlas->Associate(&request);
@@ -258,8 +259,8 @@ class MidAtlasAllInUse
 
 TEST_P(MidAtlasAllInUse, FailsExactlyWhenMaxMidsAreInUse) {
   const auto [max_mids, initial_mids] = GetParam();
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(max_mids, initial_mids);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(max_mids, initial_mids);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, max_mids);
   ASSERT_EQ(mids.size(), max_mids);
   for (Mid mid : mids) ASSERT_LT(mid, max_mids);
@@ -285,8 +286,8 @@ TEST_P(MidAtlasAllInUse, FailsExactlyWhenMaxMidsAreInUse) {
 
 TEST_P(MidAtlasAllInUse, ReportsArgumentErrorsBeforeAllInUse) {
   const auto [max_mids, initial_mids] = GetParam();
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(max_mids, initial_mids);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(max_mids, initial_mids);
+  ASSERT_TRUE(atlas.has_value());
   ASSERT_EQ(AssociateN(*atlas, max_mids).size(), max_mids);
   EXPECT_EQ(atlas->Associate(nullptr).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(atlas->mids_in_use(), max_mids);
@@ -313,8 +314,8 @@ TEST(MidAtlasStatus, PredicatesMatchTheDocumentedCodes) {
 // Map.
 
 TEST(MidAtlasMap, ReturnsNullForMidsNeverHandedOut) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 50);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 50);
+  ASSERT_TRUE(atlas.has_value());
   for (std::uint32_t mid = 0; mid <= 0xFFFF; ++mid) {
     ASSERT_EQ(atlas->Map(static_cast<Mid>(mid)), nullptr) << mid;
   }
@@ -330,8 +331,8 @@ TEST(MidAtlasMap, ReturnsNullForMidsNeverHandedOut) {
 }
 
 TEST(MidAtlasMap, ReturnsNullForFreedMids) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   // 100 MIDs span leaf 0 and several subordinate leaves.
   const std::vector<Mid> mids = AssociateN(*atlas, 100);
   ASSERT_EQ(mids.size(), 100U);
@@ -341,8 +342,8 @@ TEST(MidAtlasMap, ReturnsNullForFreedMids) {
 
 TEST(MidAtlasMap, ReturnsNullAtAndAboveMaximumEvenWhenFull) {
   for (std::uint32_t max_mids : {1U, 50U, 100U, 65534U}) {
-    std::unique_ptr<MidAtlas> atlas = MakeAtlas(max_mids, std::min(max_mids, 16U));
-    ASSERT_NE(atlas, nullptr);
+    std::optional<MidAtlas> atlas = MakeAtlas(max_mids, std::min(max_mids, 16U));
+    ASSERT_TRUE(atlas.has_value());
     ASSERT_EQ(AssociateN(*atlas, max_mids).size(), max_mids);
     for (std::uint32_t mid = max_mids; mid <= 0xFFFF; ++mid) {
       ASSERT_EQ(atlas->Map(static_cast<Mid>(mid)), nullptr) << "max " << max_mids << " mid " << mid;
@@ -351,8 +352,8 @@ TEST(MidAtlasMap, ReturnsNullAtAndAboveMaximumEvenWhenFull) {
 }
 
 TEST(MidAtlasMap, Mid65535IsNeverInUse) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 65535);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 65535);
+  ASSERT_TRUE(atlas.has_value());
   ASSERT_EQ(AssociateN(*atlas, 65535).size(), 65535U);
   EXPECT_EQ(atlas->Map(65535), nullptr);
   EXPECT_EQ(atlas->MapAndDissociate(65535).status().code(), absl::StatusCode::kInvalidArgument);
@@ -363,8 +364,8 @@ TEST(MidAtlasMap, Mid65535IsNeverInUse) {
 // MapAndDissociate.
 
 TEST(MidAtlasDissociate, ReturnsTheContextAndFreesTheMid) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, 40);
   ASSERT_EQ(mids.size(), 40U);
   for (std::size_t i = 0; i < mids.size(); ++i) {
@@ -377,8 +378,8 @@ TEST(MidAtlasDissociate, ReturnsTheContextAndFreesTheMid) {
 }
 
 TEST(MidAtlasDissociate, DissociateOfFreeMidChangesNothing) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, 20);  // leaf 0 and leaf 1
   ASSERT_EQ(mids.size(), 20U);
   ASSERT_TRUE(atlas->MapAndDissociate(mids[3]).ok());
@@ -402,8 +403,8 @@ TEST(MidAtlasDissociate, DissociateOfFreeMidChangesNothing) {
 }
 
 TEST(MidAtlasDissociate, SecondDissociateOfTheSameMidFails) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(50, 50);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(50, 50);
+  ASSERT_TRUE(atlas.has_value());
   absl::StatusOr<Mid> mid = atlas->Associate(FakeContext(7));
   ASSERT_TRUE(mid.ok());
   ASSERT_TRUE(atlas->MapAndDissociate(*mid).ok());
@@ -414,8 +415,8 @@ TEST(MidAtlasDissociate, SecondDissociateOfTheSameMidFails) {
 // The RDBSS original decremented its in-use count before checking that the MID was in use, so
 // a late duplicate response let the atlas hand out more than MaximumNumberOfMids MIDs.
 TEST(MidAtlasDissociate, RdbssCountCorruptionDissociatingAFreeMidKeepsTheCount) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(4, 4);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(4, 4);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, 3);
   ASSERT_EQ(mids.size(), 3U);
   ASSERT_TRUE(atlas->MapAndDissociate(mids[0]).ok());
@@ -436,8 +437,8 @@ TEST(MidAtlasDissociate, RdbssCountCorruptionDissociatingAFreeMidKeepsTheCount) 
 // Reassociate.
 
 TEST(MidAtlasReassociate, ReplacesTheContextOfAMidInUse) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, 20);  // leaf 0 and leaf 1
   ASSERT_EQ(mids.size(), 20U);
   for (Mid mid : {mids[0], mids[19]}) {
@@ -451,8 +452,8 @@ TEST(MidAtlasReassociate, ReplacesTheContextOfAMidInUse) {
 }
 
 TEST(MidAtlasReassociate, RejectsAFreeMidAndChangesNothing) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, 20);
   ASSERT_EQ(mids.size(), 20U);
   ASSERT_TRUE(atlas->MapAndDissociate(mids[2]).ok());
@@ -471,8 +472,8 @@ TEST(MidAtlasReassociate, RejectsAFreeMidAndChangesNothing) {
 }
 
 TEST(MidAtlasReassociate, RejectsANullContextAndChangesNothing) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const std::vector<Mid> mids = AssociateN(*atlas, 20);
   ASSERT_EQ(mids.size(), 20U);
   for (std::size_t i : {std::size_t{0}, std::size_t{19}}) {
@@ -486,8 +487,8 @@ TEST(MidAtlasReassociate, RejectsANullContextAndChangesNothing) {
 // IterateAndRemove.
 
 TEST(MidAtlasIterateAndRemove, HandsEachContextOutOnceAndFreesEveryMid) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   // 3000 MIDs: leaf 0, many subordinate leaves, three directories. Free some to leave holes.
   std::vector<Mid> mids = AssociateN(*atlas, 3000);
   ASSERT_EQ(mids.size(), 3000U);
@@ -512,8 +513,8 @@ TEST(MidAtlasIterateAndRemove, HandsEachContextOutOnceAndFreesEveryMid) {
 }
 
 TEST(MidAtlasIterateAndRemove, CallbackMayCallAtlasOperations) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   struct Item {
     Mid mid = 0;
     bool marker = false;
@@ -556,8 +557,8 @@ TEST(MidAtlasIterateAndRemove, CallbackMayCallAtlasOperations) {
 }
 
 TEST(MidAtlasIterateAndRemove, DrainedAtlasShrinksBackToItsFirstMaps) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const AtlasStats fresh = atlas->stats();
   ASSERT_EQ(AssociateN(*atlas, 5000).size(), 5000U);
   EXPECT_GT(atlas->stats().leaf_maps, 300U);
@@ -577,9 +578,9 @@ TEST(MidAtlasDestroy, DestructorGetsEveryStillAssociatedContextOncePerAssociatio
   std::map<void*, int> expected;
   int shared = 0;
   {
-    std::unique_ptr<MidAtlas> atlas =
+    std::optional<MidAtlas> atlas =
         MakeAtlas(65535, 16, [&destroyed](void* context) { ++destroyed[context]; });
-    ASSERT_NE(atlas, nullptr);
+    ASSERT_TRUE(atlas.has_value());
     const std::vector<Mid> mids = AssociateN(*atlas, 300);  // several leaves
     ASSERT_EQ(mids.size(), 300U);
     for (std::size_t i = 0; i < mids.size(); ++i) {
@@ -604,8 +605,8 @@ TEST(MidAtlasDestroy, DestructorGetsEveryStillAssociatedContextOncePerAssociatio
 }
 
 TEST(MidAtlasDestroy, EmptyDestructorIsAllowedWithContextsStillAssociated) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   ASSERT_EQ(AssociateN(*atlas, 2000).size(), 2000U);
   EXPECT_EQ(atlas->mids_in_use(), 2000U);
   atlas.reset();  // must neither crash nor leak (the sanitizer builds check both)
@@ -614,9 +615,9 @@ TEST(MidAtlasDestroy, EmptyDestructorIsAllowedWithContextsStillAssociated) {
 TEST(MidAtlasDestroy, DestructorIsNotCalledForContextsAlreadyRemoved) {
   int destructor_calls = 0;
   {
-    std::unique_ptr<MidAtlas> atlas =
+    std::optional<MidAtlas> atlas =
         MakeAtlas(65535, 50, [&destructor_calls](void*) { ++destructor_calls; });
-    ASSERT_NE(atlas, nullptr);
+    ASSERT_TRUE(atlas.has_value());
     const std::vector<Mid> mids = AssociateN(*atlas, 200);
     ASSERT_EQ(mids.size(), 200U);
     ASSERT_TRUE(atlas->MapAndDissociate(mids[0]).ok());
@@ -730,7 +731,7 @@ class MidAtlasShape : public testing::TestWithParam<Shape> {
  protected:
   void SetUp() override {
     atlas_ = MakeAtlas(GetParam().max_mids, GetParam().initial_mids);
-    ASSERT_NE(atlas_, nullptr);
+    ASSERT_TRUE(atlas_.has_value());
     const MidLayout layout = atlas_->layout();
     leaf_capacity_ = std::uint32_t{1} << layout.leaf_bits;
     dir_entries_ = std::uint32_t{1} << layout.dir_bits;
@@ -814,7 +815,7 @@ class MidAtlasShape : public testing::TestWithParam<Shape> {
     for (Mid mid : mids) ASSERT_EQ(atlas_->Map(mid), nullptr) << mid;
   }
 
-  std::unique_ptr<MidAtlas> atlas_;
+  std::optional<MidAtlas> atlas_;
   std::uint32_t leaf_capacity_ = 0;
   std::uint32_t dir_entries_ = 0;
   AtlasStats fresh_;
@@ -851,7 +852,7 @@ INSTANTIATE_TEST_SUITE_P(LevelBoundaries, MidAtlasShape,
 TEST(MidAtlasOutOfMemory, CreateReportsResourceExhaustedAtEveryAllocation) {
   int failures = 0;
   for (long n = 0; n < 32; ++n) {
-    absl::StatusOr<std::unique_ptr<MidAtlas>> atlas;
+    absl::StatusOr<MidAtlas> atlas;
     bool fired = false;
     {
       FailNothrowAllocations fail(n, FailNothrowAllocations::Mode::kOnlyTheNext);
@@ -871,8 +872,8 @@ TEST(MidAtlasOutOfMemory, CreateReportsResourceExhaustedAtEveryAllocation) {
 }
 
 TEST(MidAtlasOutOfMemory, AssociateReportsResourceExhaustedWhenALeafCannotGrow) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   ASSERT_EQ(AssociateN(*atlas, 16).size(), 16U);  // leaf 0 is full
   const AtlasStats before = atlas->stats();
   {
@@ -893,8 +894,8 @@ TEST(MidAtlasOutOfMemory, AssociateReportsResourceExhaustedWhenALeafCannotGrow) 
 
 // One leaf that cannot be grown does not fail the call while another leaf still can be.
 TEST(MidAtlasOutOfMemory, AssociateLooksPastALeafItCannotGrow) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   ASSERT_EQ(AssociateN(*atlas, 16).size(), 16U);  // leaf 0 is full
   FailNothrowAllocations fail(0, FailNothrowAllocations::Mode::kOnlyTheNext);
   absl::StatusOr<Mid> mid = atlas->Associate(FakeContext(99));
@@ -906,8 +907,8 @@ TEST(MidAtlasOutOfMemory, AssociateLooksPastALeafItCannotGrow) {
 }
 
 TEST(MidAtlasOutOfMemory, AssociateReportsResourceExhaustedWhenADirectoryCannotGrow) {
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const MidLayout layout = atlas->layout();
   const std::uint32_t first_directory_mids = std::uint32_t{1}
                                              << (layout.leaf_bits + layout.dir_bits);
@@ -954,8 +955,8 @@ bool Holds(const Payload& payload, std::uint64_t seed) {
 
 TEST(MidAtlasOrdering, WritesBeforeAssociateAreVisibleToTheThreadThatMapsTheMid) {
   constexpr int kRounds = 200;
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(1, 1);  // only MID 0 exists
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(1, 1);  // only MID 0 exists
+  ASSERT_TRUE(atlas.has_value());
   std::vector<Payload> payloads(kRounds);
   std::barrier<> round_sync(2);
   std::atomic<bool> writer_failed{false};
@@ -994,8 +995,8 @@ TEST(MidAtlasOrdering, WritesBeforeAssociateAreVisibleToTheThreadThatMapsTheMid)
 
 TEST(MidAtlasOrdering, WritesBeforeReassociateAreVisibleToTheThreadThatDissociates) {
   constexpr int kRounds = 200;
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(1, 1);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(1, 1);
+  ASSERT_TRUE(atlas.has_value());
   Payload placeholder;
   std::vector<Payload> payloads(kRounds);
   std::barrier<> round_sync(2);
@@ -1032,8 +1033,8 @@ TEST(MidAtlasOrdering, PreviousOwnersWritesAreVisibleToTheNextOwnerOfTheMid) {
   // A per-MID buffer outside the atlas: the old owner writes it and frees the MID, the new
   // owner takes the MID and reads the buffer. Free is release, allocate is acquire.
   constexpr int kRounds = 200;
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(1, 1);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(1, 1);
+  ASSERT_TRUE(atlas.has_value());
   Payload per_mid_buffer;
   int owner_a = 0;
   int owner_b = 0;
@@ -1072,8 +1073,8 @@ TEST(MidAtlasOrdering, PreviousOwnersWritesAreVisibleToTheNextOwnerOfTheMid) {
 TEST(MidAtlasConcurrency, RacingAssociatesOnABoundedAtlasSucceedExactlyMaxTimes) {
   constexpr int kThreads = 4;
   constexpr std::uint32_t kMax = 50;  // four 16-slot leaves, grown under the race
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(kMax, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(kMax, 16);
+  ASSERT_TRUE(atlas.has_value());
   std::latch start(kThreads);
   std::vector<std::vector<Mid>> taken(kThreads);
   std::vector<int> other_errors(kThreads, 0);
@@ -1115,8 +1116,8 @@ TEST(MidAtlasConcurrency, ThreadsChurningAcrossLeafBoundariesKeepTheirOwnContext
   constexpr int kThreads = 4;
   constexpr int kRounds = 150;
   constexpr std::uint32_t kBatch = 24;  // 4 x 24 MIDs cross several 16-slot leaves
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   const AtlasStats fresh = atlas->stats();
   std::latch start(kThreads);
   std::atomic<int> errors{0};
@@ -1155,8 +1156,8 @@ TEST(MidAtlasConcurrency, ThreadsChurningAcrossLeafBoundariesKeepTheirOwnContext
 
 TEST(MidAtlasConcurrency, OfTwoRacingDissociatesExactlyOneGetsTheContext) {
   constexpr int kRounds = 300;
-  std::unique_ptr<MidAtlas> atlas = MakeAtlas(65535, 16);
-  ASSERT_NE(atlas, nullptr);
+  std::optional<MidAtlas> atlas = MakeAtlas(65535, 16);
+  ASSERT_TRUE(atlas.has_value());
   // Fill leaf 0 so each round's MID lives in a subordinate leaf that drains as it is freed.
   ASSERT_EQ(AssociateN(*atlas, 16).size(), 16U);
   std::barrier<> round_sync(3);

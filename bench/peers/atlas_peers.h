@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -22,7 +23,7 @@ class MidatlasCpp {
   using ThreadScope = NoThreadScope;
 
   explicit MidatlasCpp(std::uint32_t start) {
-    absl::StatusOr<std::unique_ptr<midatlas::MidAtlas>> atlas =
+    absl::StatusOr<midatlas::MidAtlas> atlas =
         midatlas::MidAtlas::Create({.max_mids = kMaxMids, .initial_mids = start});
     if (atlas.ok()) atlas_ = *std::move(atlas);
   }
@@ -46,7 +47,7 @@ class MidatlasCpp {
   }
 
  private:
-  std::unique_ptr<midatlas::MidAtlas> atlas_;
+  std::optional<midatlas::MidAtlas> atlas_;
 };
 
 class MidatlasC {

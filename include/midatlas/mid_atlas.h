@@ -36,12 +36,13 @@
 //     but does not promise the lowest).
 //
 // EXAMPLE
-//   auto atlas = midatlas::MidAtlas::Create({.max_mids = 1024, .initial_mids = 50});
+//   absl::StatusOr<midatlas::MidAtlas> atlas =
+//       midatlas::MidAtlas::Create({.max_mids = 1024, .initial_mids = 50});
 //   if (!atlas.ok()) return atlas.status();
-//   absl::StatusOr<midatlas::Mid> mid = (*atlas)->Associate(request);   // send path
+//   absl::StatusOr<midatlas::Mid> mid = atlas->Associate(request);      // send path
 //   ...
-//   void* ctx = (*atlas)->Map(header.mid);                              // receive path
-//   absl::StatusOr<void*> done = (*atlas)->MapAndDissociate(header.mid); // final response
+//   void* ctx = atlas->Map(header.mid);                                 // receive path
+//   absl::StatusOr<void*> done = atlas->MapAndDissociate(header.mid);   // final response
 //
 // MID BIT LAYOUT (initial_mids = 50: low field 6 bits, then 5 and 5)
 //
@@ -63,7 +64,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -119,21 +120,31 @@ struct AtlasStats {
 //   kUnavailable        all max_mids MIDs are in use (retry when a MID is released)
 //   kResourceExhausted  a map could not be allocated while growing
 //   kInvalidArgument    bad argument: null context, MID not in use, bad options
+// The statuses of the hot paths (all in use, MID not in use, out of memory) are built once
+// per process: answering a late duplicate response or a full atlas never allocates.
 bool IsAllMidsInUse(const absl::Status& status) noexcept;
 bool IsOutOfMemory(const absl::Status& status) noexcept;
 
+namespace internal {
+class AtlasCore;
+struct FrontEndAccess;  // the C front ends' view of the core (src/capi/handles.h)
+}  // namespace internal
+
+// The atlas: a move-only owner, like std::unique_ptr, of the lock-free structure. Calls on a
+// moved-from MidAtlas are not allowed (except assignment and destruction).
 class MidAtlas {
  public:
   // Validates `options` (InvalidArgument for max_mids outside 1..65535, initial_mids outside
   // 1..max_mids) and allocates the first maps; memory is proportional to initial_mids.
-  static absl::StatusOr<std::unique_ptr<MidAtlas>> Create(AtlasOptions options);
+  static absl::StatusOr<MidAtlas> Create(AtlasOptions options);
 
+  MidAtlas(MidAtlas&& other) noexcept : core_(other.core_) { other.core_ = nullptr; }
+  MidAtlas& operator=(MidAtlas&& other) noexcept;
   MidAtlas(const MidAtlas&) = delete;
   MidAtlas& operator=(const MidAtlas&) = delete;
   // Hands every context still associated to options.context_destructor, once each. The
   // caller guarantees that no other thread uses the atlas during or after destruction.
-  // Virtual only so that the hidden implementation class can be deleted through this type.
-  virtual ~MidAtlas();
+  ~MidAtlas();
 
   // Associates `context` (any non-null value, aligned or not) with a MID no other live
   // association holds. InvalidArgument for a null context; Unavailable when max_mids MIDs
@@ -164,8 +175,10 @@ class MidAtlas {
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;
   [[nodiscard]] AtlasStats stats() const noexcept;
 
- protected:
-  MidAtlas() = default;
+ private:
+  friend struct internal::FrontEndAccess;
+  explicit MidAtlas(internal::AtlasCore* core) noexcept : core_(core) {}
+  internal::AtlasCore* core_;
 };
 
 // A MidAtlas whose contexts are T*, so callers never cast.
@@ -185,34 +198,34 @@ class TypedMidAtlas {
         destroy(static_cast<T*>(p));
       };
     }
-    absl::StatusOr<std::unique_ptr<MidAtlas>> atlas = MidAtlas::Create(std::move(untyped));
+    absl::StatusOr<MidAtlas> atlas = MidAtlas::Create(std::move(untyped));
     if (!atlas.ok()) return atlas.status();
     return TypedMidAtlas(*std::move(atlas));
   }
 
   absl::StatusOr<Mid> Associate(T* context) noexcept {
-    return atlas_->Associate(const_cast<void*>(static_cast<const void*>(context)));
+    return atlas_.Associate(const_cast<void*>(static_cast<const void*>(context)));
   }
-  [[nodiscard]] T* Map(Mid mid) const noexcept { return static_cast<T*>(atlas_->Map(mid)); }
+  [[nodiscard]] T* Map(Mid mid) const noexcept { return static_cast<T*>(atlas_.Map(mid)); }
   absl::StatusOr<T*> MapAndDissociate(Mid mid) noexcept {
-    absl::StatusOr<void*> context = atlas_->MapAndDissociate(mid);
+    absl::StatusOr<void*> context = atlas_.MapAndDissociate(mid);
     if (!context.ok()) return context.status();
     return static_cast<T*>(*context);
   }
   absl::Status Reassociate(Mid mid, T* new_context) noexcept {
-    return atlas_->Reassociate(mid, const_cast<void*>(static_cast<const void*>(new_context)));
+    return atlas_.Reassociate(mid, const_cast<void*>(static_cast<const void*>(new_context)));
   }
   template <typename Fn>
   std::size_t IterateAndRemove(Fn&& fn) {
-    return atlas_->IterateAndRemove([&fn](void* p) { fn(static_cast<T*>(p)); });
+    return atlas_.IterateAndRemove([&fn](void* p) { fn(static_cast<T*>(p)); });
   }
-  [[nodiscard]] std::uint32_t max_mids() const noexcept { return atlas_->max_mids(); }
-  [[nodiscard]] std::uint32_t mids_in_use() const noexcept { return atlas_->mids_in_use(); }
-  MidAtlas& untyped() noexcept { return *atlas_; }
+  [[nodiscard]] std::uint32_t max_mids() const noexcept { return atlas_.max_mids(); }
+  [[nodiscard]] std::uint32_t mids_in_use() const noexcept { return atlas_.mids_in_use(); }
+  MidAtlas& untyped() noexcept { return atlas_; }
 
  private:
-  explicit TypedMidAtlas(std::unique_ptr<MidAtlas> atlas) : atlas_(std::move(atlas)) {}
-  std::unique_ptr<MidAtlas> atlas_;
+  explicit TypedMidAtlas(MidAtlas atlas) noexcept : atlas_(std::move(atlas)) {}
+  MidAtlas atlas_;
 };
 
 }  // namespace midatlas

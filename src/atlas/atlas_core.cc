@@ -37,46 +37,83 @@ AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
   auto* core = new (memory) AtlasCore(max_mids, initial_mids, layout, std::move(destructor));
   DirectoryMap::CreateAt(core + 1, 0, dir_entries);
   if (!core->AllocateInitialMaps()) {
-    delete core;
+    Destroy(core);
     return nullptr;
   }
   return core;
 }
 
+void AtlasCore::Destroy(AtlasCore* core) noexcept {
+  if (core == nullptr) return;
+  core->~AtlasCore();
+  ::operator delete(static_cast<void*>(core));
+}
+
 bool AtlasCore::AllocateInitialMaps() noexcept {
   if (!hints_.Init(leaf_count_)) return false;
-  root_[0].store(dir0(), std::memory_order_relaxed);  // unshared until Create returns
+  root_[0].store(dir0(), std::memory_order_relaxed);  // unshared until New returns
   leaf0_ = LeafMap::Create(0, leaf_capacity_, ValidSlots(0), nullptr);
   if (leaf0_ == nullptr) return false;
   // AC2: leaf 0 and directory 0 are counted in for good, so neither is ever frozen.
   dir0()->TryCountLeafIn();
-  dir0()->leaf(0).store(leaf0_, std::memory_order_relaxed);  // unshared until Create returns
+  dir0()->StoreLeafQuiescent(0, leaf0_);  // unshared until New returns
+  return true;
+}
+
+template <AtlasCore::WalkMode kMode, typename Visit>
+bool AtlasCore::ForEachLeaf(Visit&& visit) const {
+  std::optional<HazardGuard> dir_guard;
+  std::optional<HazardGuard> leaf_guard;
+  if constexpr (kMode == WalkMode::kGuarded) {
+    HazardRecord& record = ThisThreadRecord();
+    dir_guard.emplace(record);
+    leaf_guard.emplace(record);
+  }
+  for (std::uint32_t d = 0; d < dir_count_; ++d) {
+    DirectoryMap* dir = dir0();
+    if (d != 0) {
+      if constexpr (kMode == WalkMode::kGuarded) {
+        dir = dir_guard->Protect(root_[d]);
+      } else {
+        dir = root_[d].load(std::memory_order_relaxed);  // single-threaded
+      }
+    }
+    for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
+      const std::uint32_t leaf_index = (d << dir_shift_) + entry;
+      if (leaf_index >= leaf_count_) return true;
+      LeafMap* leaf = nullptr;
+      if (dir != nullptr) {
+        if constexpr (kMode == WalkMode::kGuarded) {
+          leaf = leaf_guard->Protect(dir->leaf(entry));
+        } else {
+          leaf = dir->LoadLeafQuiescent(entry);
+        }
+      }
+      if (!visit(leaf_index, dir, leaf)) return false;
+    }
+  }
   return true;
 }
 
 AtlasCore::~AtlasCore() {
-  // Single-threaded by contract, so relaxed loads throughout. First hand out every context,
-  // so that a destructor callback that still maps a MID sees a consistent (empty) atlas.
-  for (std::uint32_t d = 0; d < dir_count_; ++d) {
-    DirectoryMap* dir = root_[d].load(std::memory_order_relaxed);
-    if (dir == nullptr) continue;
-    for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
-      LeafMap* leaf = dir->leaf(entry).load(std::memory_order_relaxed);
-      if (leaf == nullptr) continue;
-      for (std::uint32_t slot = 0; slot < leaf->valid_slots(); ++slot) {
-        void* context = leaf->context(slot).exchange(nullptr, std::memory_order_relaxed);
-        if (context != nullptr && destructor_) destructor_(context);
-      }
+  // Single-threaded by contract. First hand out every context, so that a destructor callback
+  // that still maps a MID sees a consistent (empty) atlas; then free the maps.
+  ForEachLeaf<WalkMode::kQuiescent>([this](std::uint32_t, DirectoryMap*, LeafMap* leaf) {
+    if (leaf != nullptr) {
+      leaf->DrainQuiescent([this](void* context) {
+        if (destructor_) destructor_(context);
+      });
     }
-  }
-  for (std::uint32_t d = 0; d < dir_count_; ++d) {
-    DirectoryMap* dir = root_[d].load(std::memory_order_relaxed);
-    if (dir == nullptr) continue;
-    for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
-      LeafMap* leaf = dir->leaf(entry).load(std::memory_order_relaxed);
-      if (leaf != nullptr) LeafMap::Destroy(leaf);
-    }
-    if (d != 0) DirectoryMap::Destroy(dir);  // directory 0 is part of this allocation
+    return true;
+  });
+  ForEachLeaf<WalkMode::kQuiescent>([](std::uint32_t, DirectoryMap*, LeafMap* leaf) {
+    if (leaf != nullptr) LeafMap::Destroy(leaf);
+    return true;
+  });
+  // Directory 0 is part of this allocation.
+  for (std::uint32_t d = 1; d < dir_count_; ++d) {
+    DirectoryMap* dir = root_[d].load(std::memory_order_relaxed);  // single-threaded
+    if (dir != nullptr) DirectoryMap::Destroy(dir);
   }
 }
 
@@ -84,18 +121,22 @@ std::uint32_t AtlasCore::ValidSlots(std::uint32_t leaf) const noexcept {
   return std::min(leaf_capacity_, max_mids_ - (leaf << leaf_shift_));
 }
 
-// ----------------------------------------------------------------------------------------
-// Associate: lock-free. Linearization point: the release store of the context (A2), or the
-// release CAS that installs a new leaf already holding it (A3).
-
-void* AtlasCore::MapMidFirstCall(Mid mid) const noexcept {
-  static_cast<void>(ThisThreadRecord());  // acquires this thread's record
-  return MapMid(mid);
+bool AtlasCore::LeafAttached(std::uint32_t leaf_index) const noexcept {
+  if (leaf_index == 0) return true;
+  HazardGuard guard(ThisThreadRecord());
+  return ProtectLeafOnce(guard, leaf_index).leaf != nullptr;
 }
+
+void* AtlasCore::MapFirstCall(Mid mid) const noexcept {
+  static_cast<void>(ThisThreadRecord());  // acquires this thread's record
+  return Map(mid);
+}
+
+// ----------------------------------------------------------------------------------------
+// Associate beyond leaf 0 (the inline part is in atlas_core.h).
 
 AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept {
   if (leaf_count_ == 1) return AtlasResult::kAllInUse;
-  HazardRecord& record = ThisThreadRecord();
   // Leaves below `from` could not be grown for lack of memory; later candidates may still
   // have free slots, so out-of-memory is reported only when none of them does.
   std::uint32_t from = 0;
@@ -106,16 +147,13 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
       // No hinted leaf; leaf 0 may have had a MID released while we looked elsewhere.
       if (TakeFromLeaf(*leaf0_, context, mid_out)) return AtlasResult::kOk;
       if (out_of_memory) return AtlasResult::kOutOfMemory;
-      // A hint can be briefly clear while its leaf has room (between (L1) and (L2) of a
-      // popper), so the hints alone do not prove the atlas full: confirm it (AC6).
-      const bool full = ConfirmAllInUse(record);
-      ClearHazards(record);
-      if (full) return AtlasResult::kAllInUse;
+      // A hint can be briefly clear while its leaf has room (between (hints:L1) and
+      // (hints:L2) of a popper), so the hints alone do not prove the atlas full: confirm it.
+      if (ConfirmAllInUse()) return AtlasResult::kAllInUse;
       from = 0;
       continue;
     }
-    const TakeResult result = TakeFromSubordinate(record, candidate, context, mid_out);
-    ClearHazards(record);
+    const TakeResult result = TakeFromSubordinate(candidate, context, mid_out);
     if (result == TakeResult::kTaken) return AtlasResult::kOk;
     if (result == TakeResult::kOutOfMemory) {
       out_of_memory = true;
@@ -130,7 +168,7 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
 // instant between them every leaf was attached and showed no free slot, i.e. every MID was
 // held in the sense of DESIGN.md 8.1. A leaf that is absent, frozen or has room gets its hint
 // set again (so the retry finds it) and the answer is false.
-bool AtlasCore::ConfirmAllInUse(HazardRecord& record) noexcept {
+bool AtlasCore::ConfirmAllInUse() noexcept {
   struct LeafState {
     const LeafMap* leaf;
     std::uint64_t head;
@@ -138,37 +176,27 @@ bool AtlasCore::ConfirmAllInUse(HazardRecord& record) noexcept {
   const std::unique_ptr<LeafState[]> seen(new (std::nothrow) LeafState[leaf_count_]);
   // Out of memory for the check itself: the hints and leaf 0 already showed no room.
   if (!seen) return true;
-  // Visits every leaf; returns false as soon as one has room (after re-hinting it).
-  auto collect = [&](auto&& on_leaf) {
-    for (std::uint32_t d = 0; d < dir_count_; ++d) {
-      DirectoryMap* dir = d == 0 ? dir0() : record.Protect(kDirHazard, root_[d]);
-      for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
-        const std::uint32_t leaf_index = (d << dir_shift_) + entry;
-        if (leaf_index >= leaf_count_) break;
-        const LeafMap* leaf =
-            dir == nullptr ? nullptr : record.Protect(kLeafHazard, dir->leaf(entry));
-        const FreeStack::Head head = leaf == nullptr ? FreeStack::Head{} : leaf->stack().Load();
-        if (leaf == nullptr || head.free > 0 || head.frozen()) {
-          if (leaf_index != 0) hints_.SetIfClear(leaf_index);
-          return false;
-        }
-        if (!on_leaf(leaf_index, LeafState{leaf, head.Pack()})) return false;
-      }
-    }
-    return true;
-  };
   bool first = true;
   while (true) {
     bool changed = false;
-    const bool full = collect([&](std::uint32_t leaf_index, LeafState state) {
-      if (first) {
-        seen[leaf_index] = state;
-      } else if (seen[leaf_index].leaf != state.leaf || seen[leaf_index].head != state.head) {
-        seen[leaf_index] = state;
-        changed = true;
-      }
-      return true;
-    });
+    const bool full = ForEachLeaf<WalkMode::kGuarded>(
+        [&](std::uint32_t leaf_index, DirectoryMap*, const LeafMap* leaf) {
+          // (hints:L2)-style re-check through (stack:S0), in the same total order as the
+          // pops and pushes that change it.
+          const FreeStack::Head head = leaf == nullptr ? FreeStack::Head{} : leaf->stack().Load();
+          if (leaf == nullptr || head.free > 0 || head.frozen()) {
+            if (leaf_index != 0) hints_.SetIfClear(leaf_index);
+            return false;
+          }
+          const LeafState state{leaf, head.Pack()};
+          if (first) {
+            seen[leaf_index] = state;
+          } else if (seen[leaf_index].leaf != state.leaf || seen[leaf_index].head != state.head) {
+            seen[leaf_index] = state;
+            changed = true;
+          }
+          return true;
+        });
     if (!full) return false;
     if (!first && !changed) return true;
     first = false;
@@ -177,20 +205,24 @@ bool AtlasCore::ConfirmAllInUse(HazardRecord& record) noexcept {
 }
 
 void AtlasCore::ClearHintIfFull(LeafMap& leaf) noexcept {
-  hints_.Clear(leaf.index());                    // (L1)
+  hints_.Clear(leaf.index());  // (hints:L1)
   MIDATLAS_CHAOS_POINT();
-  const FreeStack::Head head = leaf.stack().Load();  // (L2)
+  // (hints:L2) seq_cst re-load of the head through (stack:S0): a push that raced with the
+  // clear is either seen here, or its (hints:L3) comes after (hints:L1) and sets the bit.
+  const FreeStack::Head head = leaf.stack().Load();
   if (head.free > 0 || head.frozen()) hints_.SetIfClear(leaf.index());
 }
 
-AtlasCore::TakeResult AtlasCore::TakeFromSubordinate(HazardRecord& record,
-                                                     std::uint32_t leaf_index, void* context,
+AtlasCore::TakeResult AtlasCore::TakeFromSubordinate(std::uint32_t leaf_index, void* context,
                                                      Mid* mid_out) noexcept {
+  HazardRecord& record = ThisThreadRecord();
+  HazardGuard dir_guard(record);
+  HazardGuard leaf_guard(record);
   const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  DirectoryMap* dir = dir_index == 0 ? dir0() : ProtectOrGrowDirectory(record, dir_index);
+  DirectoryMap* dir = dir_index == 0 ? dir0() : ProtectOrGrowDirectory(dir_guard, dir_index);
   if (dir == nullptr) return TakeResult::kOutOfMemory;
-  LeafMap* leaf = record.Protect(kLeafHazard, dir->leaf(leaf_index & entry_mask_));
-  if (leaf == nullptr) return GrowLeaf(record, *dir, leaf_index, context, mid_out);
+  LeafMap* leaf = leaf_guard.Protect(dir->leaf(leaf_index & entry_mask_));
+  if (leaf == nullptr) return GrowLeaf(leaf_guard, *dir, leaf_index, context, mid_out);
   if (TakeFromLeaf(*leaf, context, mid_out)) return TakeResult::kTaken;
   // A detacher froze this leaf but has not unlinked it yet: finish its work rather than wait
   // for it, which keeps Associate lock-free.
@@ -198,19 +230,20 @@ AtlasCore::TakeResult AtlasCore::TakeFromSubordinate(HazardRecord& record,
   return TakeResult::kRetry;
 }
 
-DirectoryMap* AtlasCore::ProtectOrGrowDirectory(HazardRecord& record,
+DirectoryMap* AtlasCore::ProtectOrGrowDirectory(HazardGuard& guard,
                                                 std::uint32_t dir_index) noexcept {
   while (true) {
-    DirectoryMap* dir = record.Protect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
+    DirectoryMap* dir = guard.Protect(root_[dir_index]);
     if (dir != nullptr) {
-      if (!dir->frozen()) return dir;
-      UnlinkFrozenDirectory(*dir);  // help a stalled detacher (DM2)
+      if (!dir->frozen()) return dir;  // (dir:DS4)
+      UnlinkFrozenDirectory(*dir);     // help a stalled detacher (DM2)
       continue;
     }
     DirectoryMap* fresh = DirectoryMap::Create(dir_index, dir_entries_);
     if (fresh == nullptr) return nullptr;
     DirectoryMap* expected = nullptr;
-    // (A3) release: publishes the directory's initialized entries; pairs with (H1).
+    // (atlas:A4) release CAS: publishes the directory's initialized entries; pairs with
+    // (hp:H1) in every walker.
     if (!root_[dir_index].compare_exchange_strong(expected, fresh, std::memory_order_release,
                                                   std::memory_order_relaxed)) {
       DirectoryMap::Destroy(fresh);  // another grower won; nobody saw ours
@@ -219,10 +252,10 @@ DirectoryMap* AtlasCore::ProtectOrGrowDirectory(HazardRecord& record,
   }
 }
 
-AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardRecord& record, DirectoryMap& dir,
+AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
                                           std::uint32_t leaf_index, void* context,
                                           Mid* mid_out) noexcept {
-  if (!dir.TryCountLeafIn()) {  // (DS1)
+  if (!dir.TryCountLeafIn()) {  // (dir:DS1)
     UnlinkFrozenDirectory(dir);  // frozen under us: help, then retry from the root
     return TakeResult::kRetry;
   }
@@ -234,43 +267,35 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardRecord& record, DirectoryMap& di
   // The new leaf already holds our context in slot 0, and our MID keeps it from being frozen
   // (FS3) - but a racing dissociate of that MID could drain and retire it as soon as it is
   // visible, so protect it before it is.
-  record.ProtectUnshared(kLeafHazard, fresh);
-  LeafMap* expected = nullptr;
+  guard.ProtectUnshared(fresh);
   MIDATLAS_CHAOS_POINT();
-  // (A3) release: publishes the leaf's header, free stack and our context; pairs with (H1).
-  if (dir.leaf(leaf_index & entry_mask_)
-          .compare_exchange_strong(expected, fresh, std::memory_order_release,
-                                   std::memory_order_relaxed)) {
+  if (dir.InstallLeaf(leaf_index & entry_mask_, fresh)) {  // (atlas:A3)
     *mid_out = MidOf(leaf_index, 0);
     if (fresh->valid_slots() == 1) ClearHintIfFull(*fresh);
     return TakeResult::kTaken;
   }
-  record.Clear(kLeafHazard);
-  LeafMap::Destroy(fresh);  // another grower won; nobody saw ours
+  // Another grower won; nobody saw ours. Our guard's hazard on it only delays a free of
+  // whatever reuses the address until TakeFromSubordinate's guards end.
+  LeafMap::Destroy(fresh);
   CountLeafOut(dir);
   return TakeResult::kRetry;
 }
 
 // ----------------------------------------------------------------------------------------
-// Dissociate: lock-free. Linearization point: the exchange that takes the context (D1), or
-// the load / failed protection that shows the MID free.
+// MapAndDissociate beyond leaf 0 (the inline part is in atlas_core.h).
 
 AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept {
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
-  HazardRecord& record = ThisThreadRecord();
-  DirectoryMap* dir = nullptr;
-  LeafMap* leaf = ProtectLeafOnce(record, leaf_index, &dir);
-  void* context = leaf == nullptr ? nullptr : TakeContext(*leaf, slot);
-  if (context == nullptr) {
-    ClearHazards(record);
-    return AtlasResult::kInvalidArgument;
-  }
+  HazardGuard guard(ThisThreadRecord());
+  const ProtectedLeaf found = ProtectLeafOnce(guard, leaf_index);
+  void* context = found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
+  if (context == nullptr) return AtlasResult::kInvalidArgument;
   MIDATLAS_CHAOS_POINT();
-  const std::uint32_t free_after = leaf->stack().Push(leaf->links(), slot);  // (S2)
-  if (free_after == 1) hints_.SetIfClear(leaf_index);                       // (L3)
-  if (free_after == leaf->valid_slots()) OnLeafDrained(record, *dir, *leaf);
-  ClearHazards(record);
+  LeafMap& leaf = *found.leaf;
+  const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
+  if (free_after == 1) hints_.SetIfClear(leaf_index);                      // (hints:L3)
+  if (free_after == leaf.valid_slots()) OnLeafDrained(*found.dir, leaf);
   *context_out = context;
   return AtlasResult::kOk;
 }
@@ -279,17 +304,18 @@ AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noe
 // that hovers around a leaf boundary does not allocate and free a map on every crossing; any
 // other leaf that drains is detached at once. So after a burst, memory returns to the first
 // maps plus at most one spare leaf (and its directory).
-void AtlasCore::OnLeafDrained(HazardRecord& record, DirectoryMap& dir, LeafMap& leaf) noexcept {
+void AtlasCore::OnLeafDrained(DirectoryMap& dir, LeafMap& leaf) noexcept {
   const std::uint32_t drained = leaf.index();
-  // relaxed throughout: spare_leaf_ is only a policy hint. Safety never depends on it: a leaf
-  // is detached only by the freeze CAS (S4), which fails unless every slot is free.
-  std::uint32_t spare = spare_leaf_.load(std::memory_order_relaxed);
+  // spare_leaf_ is only a policy hint, so relaxed throughout. Safety never depends on it: a
+  // leaf is detached only by the freeze CAS (stack:S4), which fails unless every slot is free.
+  std::uint32_t spare = spare_leaf_.load(std::memory_order_relaxed);  // validated by the CAS
   while (true) {
     if (spare == drained) return;
     if (spare != 0 && spare < drained) {
-      if (leaf.stack().TryFreeze(leaf.valid_slots())) UnlinkFrozenLeaf(dir, leaf);
+      if (leaf.stack().TryFreeze(leaf.valid_slots())) UnlinkFrozenLeaf(dir, leaf);  // (stack:S4)
       return;
     }
+    // (atlas:P1) relaxed CAS: a policy hint, nothing is published through it.
     if (spare_leaf_.compare_exchange_weak(spare, drained, std::memory_order_relaxed,
                                           std::memory_order_relaxed)) {
       break;
@@ -297,21 +323,17 @@ void AtlasCore::OnLeafDrained(HazardRecord& record, DirectoryMap& dir, LeafMap& 
   }
   if (spare == 0) return;
   // `drained` replaced a higher spare: detach that one if it is still drained.
-  ClearHazards(record);
-  DirectoryMap* old_dir = nullptr;
-  LeafMap* old_leaf = ProtectLeafOnce(record, spare, &old_dir);
-  if (old_leaf != nullptr && old_leaf->stack().TryFreeze(old_leaf->valid_slots())) {
-    UnlinkFrozenLeaf(*old_dir, *old_leaf);
+  HazardGuard guard(ThisThreadRecord());
+  const ProtectedLeaf old = ProtectLeafOnce(guard, spare);
+  if (old.leaf != nullptr && old.leaf->stack().TryFreeze(old.leaf->valid_slots())) {
+    UnlinkFrozenLeaf(*old.dir, *old.leaf);
   }
 }
 
 void AtlasCore::UnlinkFrozenLeaf(DirectoryMap& dir, LeafMap& leaf) noexcept {
-  LeafMap* expected = &leaf;
-  // (U1) acq_rel CAS. The caller protects `leaf`, so it cannot have been freed and reused at
-  // the same address (no ABA). Exactly one unlinker wins, and only it retires the leaf.
-  if (dir.leaf(leaf.index() & entry_mask_)
-          .compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel,
-                                   std::memory_order_relaxed)) {
+  // The caller protects `leaf` (or its directory, HD1), so the CAS has no ABA; exactly one
+  // unlinker wins, and only it retires the leaf.
+  if (dir.UnlinkLeaf(leaf.index() & entry_mask_, &leaf)) {  // (atlas:U1)
     MIDATLAS_CHAOS_POINT();
     // HD1: readers that hold `dir` read its entries without protecting the leaf (AC5).
     leaf.guard = &dir;
@@ -322,12 +344,13 @@ void AtlasCore::UnlinkFrozenLeaf(DirectoryMap& dir, LeafMap& leaf) noexcept {
 
 void AtlasCore::CountLeafOut(DirectoryMap& dir) noexcept {
   // Directory 0 holds leaf 0 for good (AC2), so its count never reaches 0.
-  if (dir.CountLeafOut() && dir.TryFreezeEmpty()) UnlinkFrozenDirectory(dir);  // (DS2)/(DS3)
+  if (dir.CountLeafOut() && dir.TryFreezeEmpty()) UnlinkFrozenDirectory(dir);  // (dir:DS2)/(dir:DS3)
 }
 
 void AtlasCore::UnlinkFrozenDirectory(DirectoryMap& dir) noexcept {
   DirectoryMap* expected = &dir;
-  // (U1) acq_rel CAS, as for leaves: the caller protects `dir`.
+  // (atlas:U2) acq_rel CAS, as (atlas:U1) for leaves: the caller protects `dir`, so no ABA;
+  // release orders the freeze (dir:DS3) before the retirement (hp:R0).
   if (root_[dir.index()].compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel,
                                                  std::memory_order_relaxed)) {
     domain_.Retire(&dir);
@@ -335,74 +358,37 @@ void AtlasCore::UnlinkFrozenDirectory(DirectoryMap& dir) noexcept {
 }
 
 // ----------------------------------------------------------------------------------------
-// Reassociate: lock-free. Linearization point: the successful CAS (R2), or the load that
+// Reassociate: lock-free. Linearization point: the successful CAS (atlas:R2), or the load that
 // shows the MID free.
 
-AtlasResult AtlasCore::ReassociateContext(Mid mid, void* new_context) noexcept {
+AtlasResult AtlasCore::Reassociate(Mid mid, void* new_context) noexcept {
   if (new_context == nullptr || mid >= max_mids_) return AtlasResult::kInvalidArgument;
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
-  HazardRecord* record = nullptr;
-  LeafMap* leaf = leaf0_;
-  if (leaf_index != 0) {
-    record = &ThisThreadRecord();
-    DirectoryMap* dir = nullptr;
-    leaf = ProtectLeafOnce(*record, leaf_index, &dir);
+  if (leaf_index == 0) {
+    return leaf0_->ReplaceContext(slot, new_context) ? AtlasResult::kOk
+                                                     : AtlasResult::kInvalidArgument;
   }
-  AtlasResult result = AtlasResult::kInvalidArgument;
-  if (leaf != nullptr) {
-    std::atomic<void*>& cell = leaf->context(slot);
-    // (R1) relaxed: the CAS below validates the value; we never read through it.
-    void* current = cell.load(std::memory_order_relaxed);
-    while (current != nullptr) {
-      MIDATLAS_CHAOS_POINT();
-      // (R2) release: publishes the new context; pairs with (M1)/(D1).
-      if (cell.compare_exchange_weak(current, new_context, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
-        result = AtlasResult::kOk;
-        break;
-      }
-    }
-  }
-  if (record != nullptr) ClearHazards(*record);
-  return result;
+  HazardGuard guard(ThisThreadRecord());
+  LeafMap* leaf = ProtectLeafOnce(guard, leaf_index).leaf;
+  return leaf != nullptr && leaf->ReplaceContext(slot, new_context)
+             ? AtlasResult::kOk
+             : AtlasResult::kInvalidArgument;
 }
 
 // ----------------------------------------------------------------------------------------
 // Iterate-and-remove, counts, statistics.
 
-template <typename Visit>
-void AtlasCore::ForEachAttachedLeaf(Visit&& visit) const noexcept {
-  HazardRecord& record = ThisThreadRecord();
-  for (std::uint32_t d = 0; d < dir_count_; ++d) {
-    DirectoryMap* dir = d == 0 ? dir0() : record.Protect(kDirHazard, root_[d]);
-    if (dir == nullptr) continue;
-    visit(static_cast<const DirectoryMap*>(dir), static_cast<const LeafMap*>(nullptr));
-    for (std::uint32_t entry = 0; entry < dir_entries_; ++entry) {
-      if ((d << dir_shift_) + entry >= leaf_count_) break;
-      const LeafMap* leaf = record.Protect(kLeafHazard, dir->leaf(entry));
-      if (leaf != nullptr) visit(static_cast<const DirectoryMap*>(dir), leaf);
-    }
-    ClearHazards(record);
-  }
-}
-
-std::size_t AtlasCore::RemoveAll(absl::FunctionRef<void(void*)> fn) {
+std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
   std::size_t removed = 0;
   for (std::uint32_t leaf_index = 0; leaf_index < leaf_count_; ++leaf_index) {
-    if (leaf_index != 0) {
-      HazardRecord& record = ThisThreadRecord();
-      DirectoryMap* dir = nullptr;
-      const bool attached = ProtectLeafOnce(record, leaf_index, &dir) != nullptr;
-      ClearHazards(record);
-      if (!attached) continue;
-    }
+    if (!LeafAttached(leaf_index)) continue;
     const std::uint32_t valid = ValidSlots(leaf_index);
     for (std::uint32_t slot = 0; slot < valid; ++slot) {
       void* context = nullptr;
       // Each MID goes through the ordinary dissociate path, so racing dissociates and the
       // shrink policy see nothing special, and no hazard is held while `fn` runs.
-      if (DissociateMid(MidOf(leaf_index, slot), &context) == AtlasResult::kOk) {
+      if (MapAndDissociate(MidOf(leaf_index, slot), &context) == AtlasResult::kOk) {
         fn(context);
         ++removed;
       }
@@ -411,28 +397,32 @@ std::size_t AtlasCore::RemoveAll(absl::FunctionRef<void(void*)> fn) {
   return removed;
 }
 
-std::uint32_t AtlasCore::HeldMids() const noexcept {
+std::uint32_t AtlasCore::mids_in_use() const noexcept {
   std::uint32_t held = 0;
-  ForEachAttachedLeaf([&held](const DirectoryMap*, const LeafMap* leaf) {
+  ForEachLeaf<WalkMode::kGuarded>([&held](std::uint32_t, DirectoryMap*, const LeafMap* leaf) {
     if (leaf != nullptr) held += leaf->HeldSlots();
+    return true;
   });
   return held;
 }
 
-AtlasStats AtlasCore::Snapshot() const noexcept {
+AtlasStats AtlasCore::stats() const noexcept {
   AtlasStats stats;
   // Directory 0 shares the atlas's allocation; the walk below counts it with the others.
   stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes();
-  ForEachAttachedLeaf([&](const DirectoryMap*, const LeafMap* leaf) {
-    if (leaf == nullptr) {
-      ++stats.directory_maps;
-      stats.bytes_attached += DirectoryMap::AllocationSize(dir_entries_);
-    } else {
-      ++stats.leaf_maps;
-      stats.mids_in_use += leaf->HeldSlots();
-      stats.bytes_attached += LeafMap::AllocationSize(leaf_capacity_);
-    }
-  });
+  ForEachLeaf<WalkMode::kGuarded>(
+      [&](std::uint32_t leaf_index, const DirectoryMap* dir, const LeafMap* leaf) {
+        if (dir != nullptr && (leaf_index & entry_mask_) == 0) {
+          ++stats.directory_maps;
+          stats.bytes_attached += DirectoryMap::AllocationSize(dir_entries_);
+        }
+        if (leaf != nullptr) {
+          ++stats.leaf_maps;
+          stats.mids_in_use += leaf->HeldSlots();
+          stats.bytes_attached += LeafMap::AllocationSize(leaf_capacity_);
+        }
+        return true;
+      });
   return stats;
 }
 

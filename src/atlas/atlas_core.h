@@ -1,29 +1,28 @@
-// The lock-free MID atlas that both public APIs forward to. docs/DESIGN.md describes the
+// The lock-free MID atlas that both public front ends forward to (mid_atlas.cc for C++,
+// capi/midatlax.cc for C), under the same names as the C++ API. docs/DESIGN.md describes the
 // algorithms, their invariants (cited here as AC1.., FS1.., DM1.., LH1..) and linearization
-// points; the numbered atomic operations below are cited by the comments that pair with them.
+// points. The atomic operations on a map's slots and entries live in map_nodes.h, those on the
+// root here:
 //
-//   (A1) pop of a free slot            free_stack.h (S3)
-//   (A2) release store of the context  pairs with (M1), (D1), (R1)
-//   (A3) release CAS installing a map  pairs with (H1) in every walker
-//   (M1) acquire load of a context     pairs with (A2), (R2)
-//   (D1) acquire exchange to null      pairs with (A2), (R2); one winner per association
-//   (R1) acquire load before reassociating, (R2) release CAS of the new context
-//   (U1) acq_rel CAS unlinking a frozen map (before it is retired)
+//   (atlas:A4) release CAS installing a directory     pairs with (hp:H1)
+//   (atlas:U2) acq_rel CAS unlinking a frozen directory
+//   (atlas:P1) relaxed CAS of the spare-leaf hint
 #ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <memory>
+#include <functional>
+#include <optional>
 
 #include "absl/functional/function_ref.h"
-#include "instrumentation/chaos.h"
-#include "instrumentation/fault_injection.h"
-#include "reclamation/hazard_domain.h"
 #include "atlas/leaf_hints.h"
 #include "atlas/map_nodes.h"
+#include "instrumentation/chaos.h"
 #include "midatlas/mid_atlas.h"
+#include "reclamation/hazard_domain.h"
+#include "reclamation/hazard_guard.h"
 
 namespace midatlas::internal {
 
@@ -34,43 +33,51 @@ enum class AtlasResult : std::uint8_t {
   kInvalidArgument,
 };
 
-class AtlasCore final : public MidAtlas {
+class AtlasCore {
  public:
   // Arguments must already be valid (1 <= initial_mids <= max_mids <= 65535). Returns nullptr
   // when memory is short.
   static AtlasCore* New(std::uint32_t max_mids, std::uint32_t initial_mids,
                         ContextDestructor destructor) noexcept;
-  // Hands every remaining context to the destructor given at creation, then frees all maps.
-  ~AtlasCore() override;
-  // The atlas and directory 0 are one allocation (see New).
-  static void operator delete(void* memory) noexcept { ::operator delete(memory); }
+  // Hands every remaining context to the destructor given at creation, then frees all maps
+  // and the atlas (which shares its allocation with directory 0, see New). Null is a no-op.
+  static void Destroy(AtlasCore* core) noexcept;
+  AtlasCore(const AtlasCore&) = delete;
+  AtlasCore& operator=(const AtlasCore&) = delete;
 
-  // The leaf-0 paths of these three are inline (below), so that each public entry point is a
-  // single call; everything beyond leaf 0 is out of line in atlas_core.cc.
-  AtlasResult AssociateContext(void* context, Mid* mid_out) noexcept;
-  [[nodiscard]] void* MapMid(Mid mid) const noexcept;
-  AtlasResult DissociateMid(Mid mid, void** context_out) noexcept;
-  AtlasResult ReassociateContext(Mid mid, void* new_context) noexcept;
-  std::size_t RemoveAll(absl::FunctionRef<void(void*)> fn);
+  // The operations of the public API (mid_atlas.h documents each), answering AtlasResult.
+  // The leaf-0 paths of Associate, Map and MapAndDissociate are inline (below), so that each
+  // public entry point is a single call; everything beyond leaf 0 is out of line.
+  AtlasResult Associate(void* context, Mid* mid_out) noexcept;
+  [[nodiscard]] void* Map(Mid mid) const noexcept;
+  AtlasResult MapAndDissociate(Mid mid, void** context_out) noexcept;
+  AtlasResult Reassociate(Mid mid, void* new_context) noexcept;
+  std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
+  [[nodiscard]] std::uint32_t max_mids() const noexcept { return max_mids_; }
+  [[nodiscard]] std::uint32_t initial_mids() const noexcept { return initial_mids_; }
+  [[nodiscard]] MidLayout layout() const noexcept { return layout_; }
+  [[nodiscard]] std::uint32_t mids_in_use() const noexcept;
+  [[nodiscard]] AtlasStats stats() const noexcept;
+
   // Replaces the destructor that destruction will use (the C API passes it only then).
   void set_context_destructor(ContextDestructor destructor) noexcept {
     destructor_ = std::move(destructor);
   }
 
-  [[nodiscard]] std::uint32_t max_mid_count() const noexcept { return max_mids_; }
-  [[nodiscard]] std::uint32_t initial_mid_count() const noexcept { return initial_mids_; }
-  [[nodiscard]] MidLayout mid_layout() const noexcept { return layout_; }
-  [[nodiscard]] std::uint32_t HeldMids() const noexcept;
-  [[nodiscard]] AtlasStats Snapshot() const noexcept;
-
  private:
-  static constexpr int kDirHazard = 0;
-  static constexpr int kLeafHazard = 1;
+  friend class AtlasCoreTestPeer;  // tests/atlas: reconstructs interleavings step by step
 
   enum class TakeResult : std::uint8_t { kTaken, kRetry, kOutOfMemory };
+  enum class WalkMode : std::uint8_t { kGuarded, kQuiescent };
+
+  struct ProtectedLeaf {
+    DirectoryMap* dir = nullptr;
+    LeafMap* leaf = nullptr;  // nullptr: absent or being unlinked at some instant (AC4)
+  };
 
   AtlasCore(std::uint32_t max_mids, std::uint32_t initial_mids, MidLayout layout,
             ContextDestructor destructor) noexcept;
+  ~AtlasCore();
   bool AllocateInitialMaps() noexcept;
 
   [[nodiscard]] Mid MidOf(std::uint32_t leaf, std::uint32_t slot) const noexcept {
@@ -78,32 +85,37 @@ class AtlasCore final : public MidAtlas {
   }
   [[nodiscard]] std::uint32_t ValidSlots(std::uint32_t leaf) const noexcept;
 
-  // Finds the attached leaf for `leaf_index` with one protection attempt per level; nullptr
-  // means that at some instant during the call the leaf was absent or frozen (AC4).
-  LeafMap* ProtectLeafOnce(HazardRecord& record, std::uint32_t leaf_index,
-                           DirectoryMap** dir_out) const noexcept;
-  static void ClearHazards(HazardRecord& record) noexcept;
+  // Finds the attached leaf `leaf_index` (> 0) with one protection attempt through `guard`:
+  // a leaf of directory 0 is protected itself (directory 0 is permanent, AC2); a leaf of any
+  // other directory through its directory, whose hazard guards every leaf unlinked from it
+  // (HD1, AC5). A null leaf means that at some instant during the call the leaf was absent
+  // or being unlinked (AC4). Wait-free.
+  ProtectedLeaf ProtectLeafOnce(HazardGuard& guard, std::uint32_t leaf_index) const noexcept;
+  [[nodiscard]] bool LeafAttached(std::uint32_t leaf_index) const noexcept;
 
-  [[nodiscard]] void* MapMidFirstCall(Mid mid) const noexcept;
+  // The one walk over the directory-by-leaf structure: calls visit(leaf_index, dir, leaf)
+  // for every leaf index below leaf_count_ in order, dir and leaf null when absent, and stops
+  // early (returning false) when visit returns false. kGuarded: directory and leaf are
+  // protected while visit runs (any thread, any time). kQuiescent: plain loads, for
+  // destruction only.
+  template <WalkMode kMode, typename Visit>
+  bool ForEachLeaf(Visit&& visit) const;
+
+  [[nodiscard]] void* MapFirstCall(Mid mid) const noexcept;
   AtlasResult AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept;
   AtlasResult DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept;
   bool TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept;
-  static void* TakeContext(LeafMap& leaf, std::uint32_t slot) noexcept;
-  TakeResult TakeFromSubordinate(HazardRecord& record, std::uint32_t leaf_index, void* context,
-                                 Mid* mid_out) noexcept;
-  DirectoryMap* ProtectOrGrowDirectory(HazardRecord& record, std::uint32_t dir_index) noexcept;
-  TakeResult GrowLeaf(HazardRecord& record, DirectoryMap& dir, std::uint32_t leaf_index,
+  TakeResult TakeFromSubordinate(std::uint32_t leaf_index, void* context, Mid* mid_out) noexcept;
+  DirectoryMap* ProtectOrGrowDirectory(HazardGuard& guard, std::uint32_t dir_index) noexcept;
+  TakeResult GrowLeaf(HazardGuard& guard, DirectoryMap& dir, std::uint32_t leaf_index,
                       void* context, Mid* mid_out) noexcept;
   void ClearHintIfFull(LeafMap& leaf) noexcept;
-  bool ConfirmAllInUse(HazardRecord& record) noexcept;
+  bool ConfirmAllInUse() noexcept;
 
-  void OnLeafDrained(HazardRecord& record, DirectoryMap& dir, LeafMap& leaf) noexcept;
+  void OnLeafDrained(DirectoryMap& dir, LeafMap& leaf) noexcept;
   void UnlinkFrozenLeaf(DirectoryMap& dir, LeafMap& leaf) noexcept;
   void UnlinkFrozenDirectory(DirectoryMap& dir) noexcept;
   void CountLeafOut(DirectoryMap& dir) noexcept;
-
-  template <typename Visit>
-  void ForEachAttachedLeaf(Visit&& visit) const noexcept;
 
   // --- Immutable after construction; everything Map reads sits in the first cache line. ---
   std::uint32_t max_mids_;
@@ -140,68 +152,35 @@ class AtlasCore final : public MidAtlas {
 // ----------------------------------------------------------------------------------------
 // Hot paths, inline so that MidAtlas::Map and RxMapMidToContext are one call each.
 
-// One hazard per walk (AC5): a leaf of directory 0 is protected itself (directory 0 is
-// permanent, AC2); a leaf of any other directory is protected through its directory, whose
-// hazard guards every leaf unlinked from it (HD1).
-inline LeafMap* AtlasCore::ProtectLeafOnce(HazardRecord& record, std::uint32_t leaf_index,
-                                           DirectoryMap** dir_out) const noexcept {
+inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardGuard& guard,
+                                                           std::uint32_t leaf_index) const noexcept {
   const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  std::atomic<LeafMap*>* entry = nullptr;
-  if (dir_index == 0) {
-    *dir_out = dir0();
-    entry = &dir0()->leaf(leaf_index & entry_mask_);
-    return record.TryProtect(kLeafHazard, *entry);  // (H1)-(H3)
-  }
-  DirectoryMap* dir = record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
-  if (dir == nullptr) return nullptr;
-  *dir_out = dir;
-  // (H1') acquire: pairs with the install (A3). No validation needed: AC5.
-  return dir->leaf(leaf_index & entry_mask_).load(std::memory_order_acquire);
+  const std::uint32_t entry = leaf_index & entry_mask_;
+  if (dir_index == 0) return {dir0(), guard.TryProtect(dir0()->leaf(entry))};
+  DirectoryMap* dir = guard.TryProtect(root_[dir_index]);
+  if (dir == nullptr) return {};
+  return {dir, dir->LoadLeaf(entry)};  // (atlas:W1): no validation needed (AC5)
 }
 
-inline void AtlasCore::ClearHazards(HazardRecord& record) noexcept {
-  record.Clear(kDirHazard);   // (H4)
-  record.Clear(kLeafHazard);  // (H4)
-}
-
-// Map: wait-free. Linearization point: the acquire load of the context (M1), or, when a
-// protection attempt fails, the instant at which the map was absent or frozen (AC4).
-inline void* AtlasCore::MapMid(Mid mid) const noexcept {
+// Map: wait-free. Linearization point: the acquire load of the context (atlas:M1), or, when
+// a protection attempt fails, the instant at which the map was absent or frozen (AC4).
+inline void* AtlasCore::Map(Mid mid) const noexcept {
   if (mid >= max_mids_) return nullptr;
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
-  if (leaf_index == 0) [[likely]] {
-    return leaf0_->context(slot).load(std::memory_order_acquire);  // (M1) pairs with (A2)/(R2)
-  }
+  if (leaf_index == 0) [[likely]] return leaf0_->LoadContext(slot);
   // Read the thread's record directly and leave its first acquisition to an out-of-line tail
-  // call, so that this function stays a leaf with no stack frame.
-  HazardRecord* record_ptr = hazard_detail::this_thread_record;
-  if (record_ptr == nullptr) [[unlikely]] return MapMidFirstCall(mid);
-  HazardRecord& record = *record_ptr;
-  const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  const std::uint32_t entry = leaf_index & entry_mask_;
-  void* context = nullptr;
-  if (dir_index == 0) {
-    // Directory 0 is permanent (AC2); protect the leaf itself.
-    const LeafMap* leaf = record.TryProtect(kLeafHazard, dir0()->leaf(entry));  // (H1)-(H3)
-    if (leaf == nullptr) return nullptr;                                         // AC4
-    context = leaf->context(slot).load(std::memory_order_acquire);               // (M1)
-    record.Clear(kLeafHazard);                                                   // (H4)
-    return context;
-  }
-  // Protect the directory; it guards its leaves (HD1), so one hazard covers the walk (AC5).
-  DirectoryMap* dir = record.TryProtect(kDirHazard, root_[dir_index]);  // (H1)-(H3)
-  if (dir == nullptr) return nullptr;                                    // AC4
-  // (H1') acquire: pairs with the install (A3).
-  const LeafMap* leaf = dir->leaf(entry).load(std::memory_order_acquire);
-  if (leaf != nullptr) context = leaf->context(slot).load(std::memory_order_acquire);  // (M1)
-  record.Clear(kDirHazard);  // (H4)
-  return context;
+  // call, so that this function needs no call on its common path.
+  HazardRecord* record = hazard_detail::this_thread_record;
+  if (record == nullptr) [[unlikely]] return MapFirstCall(mid);
+  HazardGuard guard(*record);
+  const LeafMap* leaf = ProtectLeafOnce(guard, leaf_index).leaf;
+  return leaf == nullptr ? nullptr : leaf->LoadContext(slot);
 }
 
-// Associate: lock-free. Linearization point: the release store of the context (A2), or the
-// release CAS that installs a new leaf already holding it (A3).
-inline AtlasResult AtlasCore::AssociateContext(void* context, Mid* mid_out) noexcept {
+// Associate: lock-free. Linearization point: the release store of the context (atlas:A2), or
+// the release CAS that installs a new leaf already holding it (atlas:A3).
+inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out) noexcept {
   if (context == nullptr || mid_out == nullptr) [[unlikely]] {
     return AtlasResult::kInvalidArgument;
   }
@@ -210,51 +189,29 @@ inline AtlasResult AtlasCore::AssociateContext(void* context, Mid* mid_out) noex
 }
 
 inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept {
-  const FreeStack::PopResult popped = leaf.stack().Pop(leaf.links());  // (A1)
+  const FreeStack::PopResult popped = leaf.stack().Pop(leaf.links());  // (stack:S3)
   if (popped.index == FreeStack::kNone) [[unlikely]] {
     if (leaf.index() != 0) ClearHintIfFull(leaf);
     return false;
   }
   MIDATLAS_CHAOS_POINT();
   // AC1: a slot on the free stack holds null, so until this store Map returns null for it.
-  // (A2) release: pairs with (M1), (D1), (R1): whatever the caller wrote into *context before
-  // associating is visible to every thread that maps the MID to it.
-  leaf.context(popped.index).store(context, std::memory_order_release);
+  leaf.PublishContext(popped.index, context);  // (atlas:A2)
   *mid_out = MidOf(leaf.index(), popped.index);
   if (popped.free_after == 0 && leaf.index() != 0) [[unlikely]] ClearHintIfFull(leaf);
   return true;
 }
 
-// Dissociate: lock-free. Linearization point: the exchange that takes the context (D1), or
-// the load / failed protection that shows the MID free.
-inline void* AtlasCore::TakeContext(LeafMap& leaf, std::uint32_t slot) noexcept {
-  std::atomic<void*>& cell = leaf.context(slot);
-  // relaxed pre-check: a MID that is not in use (a late duplicate response) is common bad
-  // input; answering it must not write to the slot's cache line. A null seen here is a valid
-  // linearization point by itself.
-  if (cell.load(std::memory_order_relaxed) == nullptr) return nullptr;
-  MIDATLAS_CHAOS_POINT();
-  if constexpr (kFaultTakeNoExchange) {
-    // Planted fault (test builds only, fault_injection.h): a load and a store where (D1)
-    // needs one RMW, so two racing dissociates can both read the context.
-    void* context = cell.load(std::memory_order_acquire);
-    MIDATLAS_CHAOS_POINT();
-    cell.store(nullptr, std::memory_order_relaxed);
-    return context;
-  }
-  // (D1) acquire exchange: pairs with (A2)/(R2), so the caller sees what the associating
-  // thread wrote into the context. Of racing exchanges exactly one reads the non-null value.
-  return cell.exchange(nullptr, std::memory_order_acquire);
-}
-
-inline AtlasResult AtlasCore::DissociateMid(Mid mid, void** context_out) noexcept {
+// MapAndDissociate: lock-free. Linearization point: the exchange that takes the context
+// (atlas:D1), or the load / failed protection that shows the MID free.
+inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out) noexcept {
   if (context_out == nullptr) [[unlikely]] return AtlasResult::kInvalidArgument;
   *context_out = nullptr;
   if (mid >= max_mids_) [[unlikely]] return AtlasResult::kInvalidArgument;
   if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
-  void* context = TakeContext(*leaf0_, mid);
+  void* context = leaf0_->TakeContext(mid);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
-  leaf0_->stack().Push(leaf0_->links(), mid);  // (S2) release: free after use
+  leaf0_->stack().Push(leaf0_->links(), mid);  // (stack:S2) release: free after use
   *context_out = context;
   return AtlasResult::kOk;
 }

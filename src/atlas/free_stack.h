@@ -1,6 +1,6 @@
 // A lock-free stack of free slot indices for one leaf map, with a tagged head (no ABA).
 //
-// The links live in the leaf's `next_free` array, one per slot; the head word packs the top
+// The links live in the leaf's `links()` array, one per slot; the head word packs the top
 // index, the number of free slots and an ABA tag:
 //
 //    63                    34 33                17 16                 0
@@ -30,6 +30,7 @@
 
 #include "instrumentation/chaos.h"
 #include "instrumentation/fault_injection.h"
+#include "instrumentation/invariants.h"
 
 namespace midatlas::internal {
 
@@ -81,30 +82,33 @@ class FreeStack {
       links[i].store(i + 1 < end ? i + 1 : kNone, std::memory_order_relaxed);  // unshared
     }
     const Head head{begin < end ? begin : kNone, end - begin, 0};
-    head_.store(head.Pack(), std::memory_order_relaxed);  // published by the leaf's install
+    head_.store(head.Pack(), std::memory_order_relaxed);  // published by the install (atlas:A3)
   }
 
   [[nodiscard]] Head Load() const noexcept {
-    // (S0) seq_cst: the hint-bitmap re-check (leaf_hints.h, L2) needs this load in the single
-    // total order with the push/pop CASes. A plain load on x86.
+    // (stack:S0) seq_cst: the hint re-check (hints:L2) and the all-in-use double collect
+    // (AC6) need this load in the single total order with (stack:S2)-(stack:S4). A plain
+    // load on x86.
     return Head::Unpack(head_.load(std::memory_order_seq_cst));
   }
 
   PopResult Pop(std::atomic<std::uint32_t>* links) noexcept {
-    // (S1) acquire: pairs with (S2); the link we read next was written before that push.
+    // (stack:S1) acquire: pairs with (stack:S2); the link we read next was written before
+    // that push.
     std::uint64_t word = head_.load(std::memory_order_acquire);
     while (true) {
       const auto top = static_cast<std::uint32_t>(word & kTopMask);
       if (top >= kFrozen) return PopResult{};  // kNone or kFrozen
-      // relaxed: if `top` was popped and pushed again since we read the head, the link may be
-      // stale, but then the tag changed and the CAS below fails (FS2).
+      // (stack:S6) relaxed: if `top` was popped and pushed again since we read the head, the
+      // link may be stale, but then the tag changed and the CAS (stack:S3) fails (FS2).
       const std::uint32_t next = links[top].load(std::memory_order_relaxed);
       MIDATLAS_CHAOS_POINT();
       // free - 1 and tag + 1 in one add; the tag sits in the top bits, so it wraps mod 2^30.
       const std::uint64_t popped = ((word & ~kTopMask) + kTagOne - kFreeOne) | next;
-      // (S3) seq_cst CAS (acquire part pairs with (S2): the previous owner's writes to the
-      // slot's context happen-before ours). On failure `word` holds the value the CAS saw,
-      // so the next tag derives from the current head, never from a stale copy.
+      // (stack:S3) seq_cst CAS (acquire part pairs with (stack:S2): the previous owner's
+      // writes to the slot's context happen-before ours; seq_cst for LH1). On failure `word`
+      // holds the value the CAS saw, acquire as (stack:S1), so the next tag derives from the
+      // current head, never from a stale copy.
       if (head_.compare_exchange_weak(word, popped, std::memory_order_seq_cst,
                                       std::memory_order_acquire)) {
         return PopResult{top, FreeOf(popped)};
@@ -120,12 +124,15 @@ class FreeStack {
   std::uint32_t Push(std::atomic<std::uint32_t>* links, std::uint32_t index) noexcept {
     std::uint64_t word = head_.load(std::memory_order_relaxed);  // validated by the CAS
     while (true) {
-      // relaxed: published by the release CAS below.
+      MIDATLAS_INVARIANT((word & kTopMask) != kFrozen, "FS1",
+                         "a slot was pushed onto a frozen leaf (FS3: a held slot keeps a leaf "
+                         "from being frozen)");
+      // (stack:S5) relaxed: published by the release part of (stack:S2).
       links[index].store(static_cast<std::uint32_t>(word & kTopMask), std::memory_order_relaxed);
       MIDATLAS_CHAOS_POINT();
       const std::uint64_t pushed = ((word & ~kTopMask) + kTagOne + kFreeOne) | index;
-      // (S2) seq_cst CAS (release part: the slot's link and everything the old owner did
-      // happen-before the next popper's (S1)/(S3)).
+      // (stack:S2) seq_cst CAS (release part: the slot's link and everything the old owner
+      // did happen-before the next popper's (stack:S1)/(stack:S3); seq_cst for LH1).
       if (head_.compare_exchange_weak(word, pushed, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
         return FreeOf(pushed);
@@ -141,8 +148,8 @@ class FreeStack {
       const Head head = Head::Unpack(word);
       if (head.frozen() || head.free != valid_slots) return false;
       const Head frozen{kFrozen, 0, head.tag + 1};
-      // (S4) seq_cst CAS: after it no pop or push can succeed (FS1), and the hint protocol
-      // sees it in the same total order as (S2)/(S3).
+      // (stack:S4) seq_cst CAS: after it no pop or push can succeed (FS1), and the hint
+      // protocol sees it in the same total order as (stack:S2)/(stack:S3).
       if (head_.compare_exchange_weak(word, frozen.Pack(), std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
         return true;

@@ -5,12 +5,14 @@
 //
 // INVARIANT LH1 (no lost leaf): whenever leaf k is absent, frozen, or has a free slot, and no
 // operation on it is between its two steps below, bit k is set.
-//   - Popper that empties leaf k:  (L1) clear bit k, then (L2) re-load the head; if it shows a
-//     free slot or a freeze, set the bit again.
-//   - Pusher that makes leaf k non-empty (free 0 -> 1): (L3) load bit k; if clear, set it.
-// All of (L1), (L2), (L3), the set, and the stack's (S2)/(S3)/(S4) are seq_cst, so in their
-// single total order either the popper's re-load (L2) sees the push and re-sets the bit, or the
-// push (S2) comes after (L2), hence the pusher's (L3) comes after the clear (L1) and sets it.
+//   - Popper that empties leaf k:  (hints:L1) clear bit k, then (hints:L2) re-load the head;
+//     if it shows a free slot or a freeze, set the bit again.
+//   - Pusher that makes leaf k non-empty (free 0 -> 1): (hints:L3) load bit k; if clear, set
+//     it (hints:L4).
+// All of (hints:L1)-(hints:L4) and the stack's (stack:S2)-(stack:S4) are seq_cst, so in their
+// single total order either the popper's re-load (hints:L2) sees the push and re-sets the
+// bit, or the push (stack:S2) comes after (hints:L2), hence the pusher's (hints:L3) comes
+// after the clear (hints:L1) and sets it.
 // A set bit on a full leaf costs one wasted attempt, after which the attempt clears it.
 //
 // Scanning is bounded: at most 64 words (4096 leaves with the narrowest leaf field).
@@ -47,7 +49,8 @@ class LeafHints {
   // The lowest hinted leaf >= `from`, or kNoLeaf.
   [[nodiscard]] std::uint32_t FindFirst(std::uint32_t from = 0) const noexcept {
     for (std::uint32_t w = from / 64; w < words_; ++w) {
-      // acquire: pairs with the seq_cst sets, so the leaf state that made a bit set is visible.
+      // (hints:L5) acquire: pairs with the set (hints:L4), so the leaf state that made a bit
+      // set is visible.
       std::uint64_t word = bits_[w].load(std::memory_order_acquire);
       if (w == from / 64) word &= ~std::uint64_t{0} << (from % 64);
       if (word != 0) return w * 64 + static_cast<std::uint32_t>(std::countr_zero(word));
@@ -56,12 +59,16 @@ class LeafHints {
   }
 
   void Clear(std::uint32_t leaf) noexcept {
-    bits_[leaf / 64].fetch_and(~Bit(leaf), std::memory_order_seq_cst);  // (L1)
+    // (hints:L1) seq_cst: in LH1's total order with (stack:S2)-(stack:S4) and (hints:L3).
+    bits_[leaf / 64].fetch_and(~Bit(leaf), std::memory_order_seq_cst);
   }
 
   void SetIfClear(std::uint32_t leaf) noexcept {
     std::atomic<std::uint64_t>& word = bits_[leaf / 64];
-    if ((word.load(std::memory_order_seq_cst) & Bit(leaf)) == 0) {  // (L3)
+    // (hints:L3) seq_cst: in LH1's total order; a set bit needs no write (keeps the line
+    // shared between the threads that read it).
+    if ((word.load(std::memory_order_seq_cst) & Bit(leaf)) == 0) {
+      // (hints:L4) seq_cst: pairs with (hints:L5) and is in LH1's total order.
       word.fetch_or(Bit(leaf), std::memory_order_seq_cst);
     }
   }

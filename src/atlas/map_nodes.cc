@@ -22,7 +22,7 @@ LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint3
   }
   std::uint32_t first_free = 0;
   if (context_for_first_slot != nullptr && valid_slots > 0) {
-    // relaxed: the leaf is unshared; the release CAS that installs it publishes this store.
+    // relaxed: the leaf is unshared; the install (atlas:A3) publishes this store.
     contexts[0].store(context_for_first_slot, std::memory_order_relaxed);
     first_free = 1;
   }

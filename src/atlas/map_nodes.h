@@ -12,7 +12,7 @@
 //   +----------------------------------------------+  dissociate CASes it  offset 128
 //   | std::atomic<void*> contexts[capacity]        |  null = free (or being associated)
 //   +----------------------------------------------+
-//   | std::atomic<uint32_t> next_free[capacity]    |  free-stack links
+//   | std::atomic<uint32_t> links[capacity]        |  free-stack links (free_stack.h)
 //   +----------------------------------------------+
 //
 // Contexts are kept dense, 8 per cache line, because Map reads nothing else. The free-stack
@@ -28,6 +28,11 @@
 //   +----------------------------------------------+
 //
 //   state = number of non-null leaf entries (and leaves being installed), or kFrozen.
+//
+// Every atomic of a map is reached through one accessor below, which fixes its memory order
+// and carries its label: (atlas:A2) (atlas:M1) (atlas:D0) (atlas:D1) (atlas:R1) (atlas:R2) for
+// a slot's context, (atlas:W1) (atlas:A3) (atlas:U1) for a directory entry, (dir:DS1)-(dir:DS4)
+// for a directory's state.
 //   INVARIANT DM1: state >= number of non-null entries, because a grower counts itself in
 //   before installing and counts out only after its entry is null again.
 //   INVARIANT DM2: a frozen directory has no leaf entries and never gets one (freeze is a CAS
@@ -41,15 +46,19 @@
 #include <new>
 
 #include "atlas/free_stack.h"
+#include "instrumentation/chaos.h"
+#include "instrumentation/fault_injection.h"
+#include "instrumentation/invariants.h"
 #include "reclamation/hazard_domain.h"
 
 namespace midatlas::internal {
 
 class alignas(64) LeafMap : public Retirable {
  public:
-  // Allocates a leaf whose slots [0, valid_slots) exist; slot `taken` (if < valid_slots) is
-  // handed to the caller already holding `context`, the others are on the free stack.
-  // Returns nullptr when memory is short.
+  // Allocates a leaf whose slots [0, valid_slots) exist. With a non-null
+  // `context_for_first_slot` (and valid_slots > 0), slot 0 is handed to the caller already
+  // holding it and the other slots are on the free stack; else every slot is. Returns nullptr
+  // when memory is short.
   static LeafMap* Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
                          void* context_for_first_slot) noexcept;
   static void Destroy(LeafMap* leaf) noexcept;
@@ -57,10 +66,71 @@ class alignas(64) LeafMap : public Retirable {
     return sizeof(LeafMap) + capacity * (sizeof(std::atomic<void*>) + sizeof(std::atomic<std::uint32_t>));
   }
 
-  [[nodiscard]] std::atomic<void*>& context(std::uint32_t slot) noexcept { return contexts()[slot]; }
-  [[nodiscard]] const std::atomic<void*>& context(std::uint32_t slot) const noexcept {
-    return contexts()[slot];
+  // --- A slot's context: null = free (or popped and not yet published). ---
+
+  // The context of a slot, for Map. Wait-free.
+  [[nodiscard]] void* LoadContext(std::uint32_t slot) const noexcept {
+    // (atlas:M1) acquire: pairs with (atlas:A2)/(atlas:R2), so whatever the associating
+    // thread wrote into the context before associating is visible to the mapper.
+    return contexts()[slot].load(std::memory_order_acquire);
   }
+
+  // Publishes the context of a slot this thread just popped (AC1: it holds null until now).
+  void PublishContext(std::uint32_t slot, void* context) noexcept {
+    MIDATLAS_INVARIANT(contexts()[slot].load(std::memory_order_relaxed) == nullptr, "AC1",
+                       "a slot taken from the free stack already held a context");
+    // (atlas:A2) release: pairs with (atlas:M1), (atlas:D1), (atlas:R1).
+    contexts()[slot].store(context, std::memory_order_release);
+  }
+
+  // Takes the context of a slot, leaving it null; of racing takers exactly one receives it.
+  // nullptr when the slot held none.
+  [[nodiscard]] void* TakeContext(std::uint32_t slot) noexcept {
+    std::atomic<void*>& cell = contexts()[slot];
+    // (atlas:D0) relaxed pre-check: a MID that is not in use (a late duplicate response) is
+    // common bad input, and answering it must not write to the slot's cache line. A null seen
+    // here is a valid linearization point by itself; nothing is read through a non-null.
+    if (cell.load(std::memory_order_relaxed) == nullptr) return nullptr;
+    MIDATLAS_CHAOS_POINT();
+    if constexpr (kFaultTakeNoExchange) {
+      // Planted fault (test builds only, fault_injection.h): a load and a store where
+      // (atlas:D1) needs one RMW, so two racing takers can both read the context.
+      void* context = cell.load(std::memory_order_acquire);
+      MIDATLAS_CHAOS_POINT();
+      cell.store(nullptr, std::memory_order_relaxed);
+      return context;
+    }
+    // (atlas:D1) acquire exchange: pairs with (atlas:A2)/(atlas:R2), so the taker sees what
+    // the associating thread wrote into the context. No release needed: the push (stack:S2)
+    // that frees the slot releases it.
+    return cell.exchange(nullptr, std::memory_order_acquire);
+  }
+
+  // Replaces the context of a slot in use. False (and no change) when the slot is free.
+  bool ReplaceContext(std::uint32_t slot, void* new_context) noexcept {
+    std::atomic<void*>& cell = contexts()[slot];
+    // (atlas:R1) relaxed: the CAS below validates the value; nothing is read through it.
+    void* current = cell.load(std::memory_order_relaxed);
+    while (current != nullptr) {
+      MIDATLAS_CHAOS_POINT();
+      // (atlas:R2) release CAS: publishes the new context; pairs with (atlas:M1)/(atlas:D1).
+      if (cell.compare_exchange_weak(current, new_context, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Takes every context, for destruction (single-threaded by contract: relaxed).
+  template <typename Fn>
+  void DrainQuiescent(Fn&& fn) noexcept(noexcept(fn(nullptr))) {
+    for (std::uint32_t slot = 0; slot < valid_slots_; ++slot) {
+      void* context = contexts()[slot].exchange(nullptr, std::memory_order_relaxed);
+      if (context != nullptr) fn(context);
+    }
+  }
+
   [[nodiscard]] std::atomic<std::uint32_t>* links() noexcept {
     return reinterpret_cast<std::atomic<std::uint32_t>*>(contexts() + capacity_);
   }
@@ -69,7 +139,6 @@ class alignas(64) LeafMap : public Retirable {
   [[nodiscard]] const FreeStack& stack() const noexcept { return stack_; }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
   [[nodiscard]] std::uint32_t valid_slots() const noexcept { return valid_slots_; }
-  [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
 
   // Slots held (popped and not pushed back); 0 for a frozen leaf.
   [[nodiscard]] std::uint32_t HeldSlots() const noexcept {
@@ -110,16 +179,54 @@ class DirectoryMap : public Retirable {
     return sizeof(DirectoryMap) + entries * sizeof(std::atomic<LeafMap*>);
   }
 
-  [[nodiscard]] std::atomic<LeafMap*>& leaf(std::uint32_t entry) noexcept { return leaves()[entry]; }
+  // The entry itself, for a HazardGuard to protect the leaf it points to ((hp:H1)-(hp:H3)).
+  [[nodiscard]] const std::atomic<LeafMap*>& leaf(std::uint32_t entry) const noexcept {
+    return leaves()[entry];
+  }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
   [[nodiscard]] std::uint32_t entries() const noexcept { return entries_; }
+
+  // The leaf an entry points to, read under a hazard on this directory (AC5): no hazard on
+  // the leaf is needed.
+  [[nodiscard]] LeafMap* LoadLeaf(std::uint32_t entry) const noexcept {
+    // (atlas:W1) acquire: pairs with the install (atlas:A3), so the leaf's header, free stack
+    // and first context are visible.
+    return leaves()[entry].load(std::memory_order_acquire);
+  }
+
+  // Installs `fresh` in an empty entry. False if another grower installed one first.
+  bool InstallLeaf(std::uint32_t entry, LeafMap* fresh) noexcept {
+    LeafMap* expected = nullptr;
+    // (atlas:A3) release CAS: publishes the leaf's header, free stack and the grower's
+    // context; pairs with (hp:H1) and (atlas:W1) in every walker.
+    return leaves()[entry].compare_exchange_strong(expected, fresh, std::memory_order_release,
+                                                   std::memory_order_relaxed);
+  }
+
+  // Unlinks a frozen leaf. The caller protects `leaf`, so it cannot have been freed and
+  // reused at the same address (no ABA); exactly one unlinker wins and retires it.
+  bool UnlinkLeaf(std::uint32_t entry, LeafMap* leaf) noexcept {
+    LeafMap* expected = leaf;
+    // (atlas:U1) acq_rel CAS: acquire orders the freeze (stack:S4) we saw before it; release
+    // orders it before the retirement (hp:R0) and the reclaimer's scan.
+    return leaves()[entry].compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel,
+                                                   std::memory_order_relaxed);
+  }
+
+  // Before the directory is shared, or single-threaded (destruction): relaxed.
+  void StoreLeafQuiescent(std::uint32_t entry, LeafMap* leaf) noexcept {
+    leaves()[entry].store(leaf, std::memory_order_relaxed);
+  }
+  [[nodiscard]] LeafMap* LoadLeafQuiescent(std::uint32_t entry) const noexcept {
+    return leaves()[entry].load(std::memory_order_relaxed);
+  }
 
   // Counts a grower in before it installs a leaf (DM1). False if the directory is frozen.
   bool TryCountLeafIn() noexcept {
     std::uint32_t state = state_.load(std::memory_order_relaxed);  // validated by the CAS
     while ((state & kFrozen) == 0) {
-      // (DS1) acq_rel CAS: acquire pairs with (DS3) so we never count into a directory whose
-      // freeze we have not seen; release orders our count before our install.
+      // (dir:DS1) acq_rel CAS: acquire pairs with (dir:DS3) so we never count into a
+      // directory whose freeze we have not seen; release orders our count before our install.
       if (state_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel,
                                        std::memory_order_relaxed)) {
         return true;
@@ -130,20 +237,24 @@ class DirectoryMap : public Retirable {
 
   // Counts a leaf out after its entry became null again. Returns true if the count is now 0.
   bool CountLeafOut() noexcept {
-    // (DS2) acq_rel: release orders our entry's unlink before a freezer's (DS3).
-    return state_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    // (dir:DS2) acq_rel: release orders our entry's unlink before a freezer's (dir:DS3).
+    const std::uint32_t before = state_.fetch_sub(1, std::memory_order_acq_rel);
+    MIDATLAS_INVARIANT(before != 0 && (before & kFrozen) == 0, "DM1",
+                       "a directory counted out a leaf it never counted in");
+    return before == 1;
   }
 
   // Freezes the directory if it has no leaves (DM2). True if this call froze it.
   bool TryFreezeEmpty() noexcept {
     std::uint32_t expected = 0;
-    // (DS3) acq_rel CAS: pairs with (DS1)/(DS2).
+    // (dir:DS3) acq_rel CAS: pairs with (dir:DS1)/(dir:DS2).
     return state_.compare_exchange_strong(expected, kFrozen, std::memory_order_acq_rel,
                                           std::memory_order_relaxed);
   }
 
   [[nodiscard]] bool frozen() const noexcept {
-    // acquire: pairs with (DS3), so a reader that sees the freeze also sees the empty entries.
+    // (dir:DS4) acquire: pairs with (dir:DS3), so a reader that sees the freeze also sees the
+    // empty entries.
     return (state_.load(std::memory_order_acquire) & kFrozen) != 0;
   }
 
@@ -153,6 +264,9 @@ class DirectoryMap : public Retirable {
 
   [[nodiscard]] std::atomic<LeafMap*>* leaves() noexcept {
     return reinterpret_cast<std::atomic<LeafMap*>*>(this + 1);
+  }
+  [[nodiscard]] const std::atomic<LeafMap*>* leaves() const noexcept {
+    return reinterpret_cast<const std::atomic<LeafMap*>*>(this + 1);
   }
 
   static void Reclaim(Retirable* self) noexcept { Destroy(static_cast<DirectoryMap*>(self)); }

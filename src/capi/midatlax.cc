@@ -5,16 +5,14 @@
 #include <utility>
 
 #include "atlas/atlas_core.h"
+#include "capi/handles.h"
 
 using midatlas::internal::AtlasCore;
 using midatlas::internal::AtlasResult;
 
-// The handle is the core object itself; the struct tag exists only to give C a distinct type.
-struct _RX_MID_ATLAS {};
-
 namespace {
 
-AtlasCore* Core(PRX_MID_ATLAS atlas) noexcept { return reinterpret_cast<AtlasCore*>(atlas); }
+AtlasCore* Core(PRX_MID_ATLAS atlas) noexcept { return midatlas::internal::CoreOf(atlas); }
 
 NTSTATUS ToNtStatus(AtlasResult result) noexcept {
   switch (result) {
@@ -39,28 +37,27 @@ PRX_MID_ATLAS RxCreateMidAtlas(USHORT max_mids, USHORT initial_mids) {
       initial_mids > max_mids) {
     return nullptr;
   }
-  AtlasCore* core = AtlasCore::New(max_mids, initial_mids, {});
-  return reinterpret_cast<PRX_MID_ATLAS>(core);
+  return midatlas::internal::HandleOf(AtlasCore::New(max_mids, initial_mids, {}));
 }
 
 VOID RxDestroyMidAtlas(PRX_MID_ATLAS atlas, PCONTEXT_DESTRUCTOR destructor) {
   if (atlas == nullptr) return;
   AtlasCore* core = Core(atlas);
   if (destructor != nullptr) core->set_context_destructor(destructor);
-  delete core;
+  AtlasCore::Destroy(core);
 }
 
 NTSTATUS RxAssociateContextWithMid(PRX_MID_ATLAS atlas, PVOID context, PUSHORT new_mid) {
   if (atlas == nullptr) return STATUS_INVALID_PARAMETER;
   midatlas::Mid mid = 0;
-  const AtlasResult result = Core(atlas)->AssociateContext(context, new_mid == nullptr ? nullptr : &mid);
+  const AtlasResult result = Core(atlas)->Associate(context, new_mid == nullptr ? nullptr : &mid);
   if (result == AtlasResult::kOk) *new_mid = mid;
   return ToNtStatus(result);
 }
 
 PVOID RxMapMidToContext(PRX_MID_ATLAS atlas, USHORT mid) {
   if (atlas == nullptr) return nullptr;
-  return Core(atlas)->MapMid(mid);
+  return Core(atlas)->Map(mid);
 }
 
 NTSTATUS RxMapAndDissociateMidFromContext(PRX_MID_ATLAS atlas, USHORT mid,
@@ -70,28 +67,28 @@ NTSTATUS RxMapAndDissociateMidFromContext(PRX_MID_ATLAS atlas, USHORT mid,
     *context_out = nullptr;
     return STATUS_INVALID_PARAMETER;
   }
-  return ToNtStatus(Core(atlas)->DissociateMid(mid, context_out));
+  return ToNtStatus(Core(atlas)->MapAndDissociate(mid, context_out));
 }
 
 NTSTATUS RxReassociateMid(PRX_MID_ATLAS atlas, USHORT mid, PVOID new_context) {
   if (atlas == nullptr) return STATUS_INVALID_PARAMETER;
-  return ToNtStatus(Core(atlas)->ReassociateContext(mid, new_context));
+  return ToNtStatus(Core(atlas)->Reassociate(mid, new_context));
 }
 
 VOID RxIterateMidAtlasAndRemove(PRX_MID_ATLAS atlas, PCONTEXT_ITERATOR iterator) {
   // A NULL iterator would drop every context on the floor: treat it as a no-op instead.
   if (atlas == nullptr || iterator == nullptr) return;
-  Core(atlas)->RemoveAll([iterator](void* context) { iterator(context); });
+  Core(atlas)->IterateAndRemove([iterator](void* context) { iterator(context); });
 }
 
 USHORT RxGetMaximumNumberOfMids(PRX_MID_ATLAS atlas) {
   if (atlas == nullptr) return 0;
-  return static_cast<USHORT>(Core(atlas)->max_mid_count());
+  return static_cast<USHORT>(Core(atlas)->max_mids());
 }
 
 USHORT RxGetNumberOfMidsInUse(PRX_MID_ATLAS atlas) {
   if (atlas == nullptr) return 0;
-  return static_cast<USHORT>(Core(atlas)->HeldMids());
+  return static_cast<USHORT>(Core(atlas)->mids_in_use());
 }
 
 }  // extern "C"

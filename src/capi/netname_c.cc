@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "atlas/atlas_core.h"
+#include "capi/handles.h"
 #include "midatlas/net_name_table.h"
 #include "netname/net_name_core.h"
 #include "netname/net_name_key.h"
@@ -175,9 +176,10 @@ PRX_MID_ATLAS RxGetNetNameMidAtlas(PRX_NET_NAME net_name) {
   if (net_name == nullptr) return nullptr;
   const NetNameNode* node = Node(net_name);
   const NetNameNode* server = node->server_call != nullptr ? node->server_call : node;
+  if (!server->atlas.has_value()) return nullptr;
   // The C atlas handle is the core object itself (see midatlax.cc).
-  auto* core = static_cast<midatlas::internal::AtlasCore*>(server->atlas.get());
-  return reinterpret_cast<PRX_MID_ATLAS>(core);
+  return midatlas::internal::HandleOf(
+      midatlas::internal::FrontEndAccess::Core(*server->atlas));
 }
 
 RX_NET_NAME_TYPE RxGetNetNameType(PRX_NET_NAME net_name) {

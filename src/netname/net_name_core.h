@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,7 +48,9 @@ struct NetNameNode : Retirable {
   bool linked = false;  // guarded by core->mutex_: in the current bucket array
   NetNameCore* core = nullptr;
   NetNameNode* server_call = nullptr;  // net roots: one reference held; server calls: null
-  std::unique_ptr<MidAtlas> atlas;     // server calls only; drained at the last release
+  // Server calls only; drained at the last release. mutable: shared by every reference,
+  // and the atlas synchronizes itself.
+  mutable std::optional<MidAtlas> atlas;
   std::string name;
 
   static void Reclaim(Retirable* self) noexcept { delete static_cast<NetNameNode*>(self); }
@@ -64,9 +67,6 @@ struct NetNameBuckets : Retirable {
 
 class NetNameCore {
  public:
-  // Slot 2 of each thread's record (slots 0 and 1 are the atlas's).
-  static constexpr int kBucketsHazard = 2;
-
   explicit NetNameCore(NetNameTable::Options options);
   ~NetNameCore();
   NetNameCore(const NetNameCore&) = delete;

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "reclamation/hazard_domain.h"
+#include "reclamation/hazard_guard.h"
 #include "netname/net_name_core.h"
 #include "netname/net_name_key.h"
 
@@ -120,13 +121,11 @@ NetNameNode* NetNameCore::FindLive(const NetNameBuckets& buckets, std::uint64_t 
 
 NetNameNode* NetNameCore::FindLiveProtected(std::uint64_t hash, std::string_view name,
                                             const ConnectionId& id) const noexcept {
-  HazardRecord& record = ThisThreadRecord();
+  HazardGuard guard(ThisThreadRecord());
   // (N1) = (H1)..(H3): acquire, pairs with (N8); the hazard guards the array and every node
   // retired with it as guard (NN4).
-  const NetNameBuckets* buckets = record.Protect(kBucketsHazard, current_);
-  NetNameNode* node = FindLive(*buckets, hash, name, id);
-  record.Clear(kBucketsHazard);  // (H4)
-  return node;
+  const NetNameBuckets* buckets = guard.Protect(current_);
+  return FindLive(*buckets, hash, name, id);
 }
 
 absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
@@ -140,8 +139,8 @@ absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
   // Entry names have no stream part, so prefixes are probed up to the first ':' only.
   const std::size_t limit = parsed.has_stream ? parsed.stream_begin : path.size();
 
-  HazardRecord& record = ThisThreadRecord();
-  const NetNameBuckets* buckets = record.Protect(kBucketsHazard, current_);  // (N1)
+  HazardGuard guard(ThisThreadRecord());
+  const NetNameBuckets* buckets = guard.Protect(current_);  // (N1)
   const auto parity = static_cast<std::size_t>(buckets->parity);
   NetNameNode* found = nullptr;
   NetNameNode* server_call = nullptr;  // seen live, no reference taken yet
@@ -182,7 +181,7 @@ absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
     found = server_call;
     found_length = server_length;
   }
-  record.Clear(kBucketsHazard);  // (H4)
+  guard.Reset();  // (H4): the reference taken, if any, keeps the entry alive from here
   if (found == nullptr) {
     return absl::NotFoundError(absl::StrCat("no net name is a prefix of ", std::string(path)));
   }
@@ -233,9 +232,9 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
     return absl::ResourceExhaustedError("out of memory creating a net name");
   }
   if (is_server) {
-    absl::StatusOr<std::unique_ptr<MidAtlas>> created = MidAtlas::Create(atlas);
+    absl::StatusOr<MidAtlas> created = MidAtlas::Create(atlas);
     if (!created.ok()) return created.status();
-    fresh->atlas = *std::move(created);
+    fresh->atlas.emplace(*std::move(created));
   }
   fresh->reclaim = &NetNameNode::Reclaim;
   fresh->hash = hash;
@@ -363,7 +362,7 @@ void NetNameCore::Release(NetNameNode* node) noexcept {
 void NetNameCore::LastRelease(NetNameNode* node) noexcept {
   // The node is dead (NN2): no reader can take a reference, so only this thread touches the
   // atlas; readers still walking past it read only its immutable key and its count.
-  if (node->atlas != nullptr) {
+  if (node->atlas.has_value()) {
     const OutstandingContextHandler& handler = options_.outstanding_context;
     node->atlas->IterateAndRemove([&](void* context) {
       if (handler) handler(node->name, node->id, context);
@@ -460,7 +459,7 @@ NetNameRef NetNameRef::server_call() const noexcept {
 
 MidAtlas* NetNameRef::atlas() const noexcept {
   const NetNameNode* server = node_->server_call != nullptr ? node_->server_call : node_;
-  return server->atlas.get();
+  return server->atlas.has_value() ? &*server->atlas : nullptr;
 }
 
 bool NetNameRef::in_table() const { return node_->core->InTable(node_); }
@@ -479,7 +478,7 @@ internal::NetNameNode* NetNameRef::ReleaseToRaw() noexcept {
 // NetNameTable
 
 absl::StatusOr<std::unique_ptr<NetNameTable>> NetNameTable::Create(Options options) {
-  if (absl::StatusOr<std::unique_ptr<MidAtlas>> probe = MidAtlas::Create(options.atlas);
+  if (absl::StatusOr<MidAtlas> probe = MidAtlas::Create(options.atlas);
       !probe.ok()) {
     return probe.status();
   }

@@ -1,5 +1,6 @@
 #include "reclamation/hazard_domain.h"
 
+#include <bit>
 #include <cassert>
 #include <new>
 
@@ -34,12 +35,13 @@ HazardDomain& HazardDomain::Default() noexcept {
 }
 
 HazardRecord* HazardDomain::AcquireRecord() {
-  // (D1) acquire: pairs with (D2) so the list links of records pushed by others are visible.
+  // (hp:P1) acquire: pairs with (hp:P2), so the links and fields of records pushed by others
+  // are visible.
   for (HazardRecord* record = records_.load(std::memory_order_acquire); record != nullptr;
        record = record->next_) {
     bool expected = false;
-    // (D3) acquire: pairs with (D4), the previous owner's release, so its slot clears are
-    // ordered before our use. relaxed on failure: we only move on.
+    // (hp:P3) acquire CAS: pairs with (hp:P4), the previous owner's release, so its slot
+    // clears are ordered before our use. relaxed on failure: we only move on.
     if (!record->owned_.load(std::memory_order_relaxed) &&
         record->owned_.compare_exchange_strong(expected, true, std::memory_order_acquire,
                                                std::memory_order_relaxed)) {
@@ -47,11 +49,12 @@ HazardRecord* HazardDomain::AcquireRecord() {
     }
   }
   auto* record = new HazardRecord();
+  record->domain_ = this;
   record->owned_.store(true, std::memory_order_relaxed);  // not yet shared: relaxed
-  HazardRecord* head = records_.load(std::memory_order_relaxed);
+  HazardRecord* head = records_.load(std::memory_order_relaxed);  // validated by the CAS
   do {
     record->next_ = head;
-    // (D2) release: publishes the record's initialized fields together with the link.
+    // (hp:P2) release CAS: publishes the record's initialized fields together with the link.
   } while (!records_.compare_exchange_weak(head, record, std::memory_order_release,
                                            std::memory_order_relaxed));
   record_count_.fetch_add(1, std::memory_order_relaxed);  // statistic only
@@ -59,34 +62,71 @@ HazardRecord* HazardDomain::AcquireRecord() {
 }
 
 void HazardDomain::ReleaseRecord(HazardRecord* record) noexcept {
-  for (int slot = 0; slot < kHazardSlots; ++slot) record->Clear(slot);  // (H4)
-  record->owned_.store(false, std::memory_order_release);               // (D4) pairs with (D3)
+  while (record != nullptr) {
+    MIDATLAS_INVARIANT(record->free_mask_ == HazardRecord::kAllFree, "HG2",
+                       "a hazard record was released while a guard still held one of its slots");
+    HazardRecord* chained = record->chained_;
+    record->chained_ = nullptr;
+    // (hp:P4) release: pairs with (hp:P3) of the next owner; our slots are already clear
+    // (each guard cleared its own at (hp:H4)).
+    record->owned_.store(false, std::memory_order_release);
+    record = chained;
+  }
+}
+
+std::atomic<const void*>* HazardRecord::TakeSlotFromChain() {
+  if (chained_ == nullptr) chained_ = domain_->AcquireRecord();
+  return chained_->TakeSlot();
+}
+
+void HazardRecord::GiveBackToChain(std::atomic<const void*>* slot) noexcept {
+  for (HazardRecord* record = chained_; record != nullptr; record = record->chained_) {
+    const auto* first = record->slots_.data();
+    if (slot >= first && slot < first + kSlots) {
+      record->GiveBack(slot);
+      return;
+    }
+  }
+  MIDATLAS_INVARIANT(false, "HG1", "a hazard slot was given back to a record that never lent it");
+}
+
+unsigned HazardRecord::TakenSlots() const noexcept {
+  unsigned taken = 0;
+  for (const HazardRecord* record = this; record != nullptr; record = record->chained_) {
+    taken += static_cast<unsigned>(std::popcount(kAllFree & ~record->free_mask_));
+  }
+  return taken;
 }
 
 void HazardDomain::PushRetired(Retirable* first, Retirable* last, std::size_t count) noexcept {
-  Retirable* head = retired_.load(std::memory_order_relaxed);
+  Retirable* head = retired_.load(std::memory_order_relaxed);  // validated by the CAS
   do {
     last->retired_next = head;
-    // (R0) release: the unlink that preceded retirement, and the chain's links, happen-before
-    // the reclaimer that takes the list (R1).
+    // (hp:R0) release CAS: the unlink that preceded retirement, and the chain's links,
+    // happen-before the reclaimer that takes the list at (hp:R1).
   } while (!retired_.compare_exchange_weak(head, first, std::memory_order_release,
                                            std::memory_order_relaxed));
   retired_count_.fetch_add(count, std::memory_order_relaxed);  // a trigger, not a guard
 }
 
 void HazardDomain::Retire(Retirable* object) noexcept {
+#if MIDATLAS_CHECK_INVARIANTS
+  MIDATLAS_INVARIANT(!object->retired, "HD2", "an object was retired twice");
+  object->retired = true;
+#endif
   PushRetired(object, object, 1);
-  // relaxed: the count only decides when to scan; Reclaim's own (R1) orders the list.
+  // relaxed: the count only decides when to scan; Reclaim's own (hp:R1) orders the list.
   if (retired_count_.load(std::memory_order_relaxed) >= reclaim_threshold_) Reclaim();
 }
 
 bool HazardDomain::IsProtected(const Retirable* object) const noexcept {
   const void* guard = object->guard;
-  for (HazardRecord* record = records_.load(std::memory_order_acquire);  // (D1)
+  // acquire, as (hp:P1): pairs with (hp:P2), so every record's slots are reachable.
+  for (HazardRecord* record = records_.load(std::memory_order_acquire);
        record != nullptr; record = record->next_) {
     for (const auto& slot : record->slots_) {
-      // (R3) acquire: pairs with (H4); if the reader has cleared, its reads happen-before our
-      // free. seq_cst on TSan, matching (H2)/(H3) there.
+      // (hp:R3) acquire: pairs with (hp:H4); if the reader has cleared, its reads happen-before
+      // our free. seq_cst on TSan, matching (hp:H2)/(hp:H3) there.
       const void* hazard =
           slot.load(kIsTsan ? std::memory_order_seq_cst : std::memory_order_acquire);
       if (hazard == object || (guard != nullptr && hazard == guard)) return true;
@@ -96,11 +136,13 @@ bool HazardDomain::IsProtected(const Retirable* object) const noexcept {
 }
 
 std::size_t HazardDomain::Reclaim() noexcept {
-  Retirable* list = retired_.exchange(nullptr, std::memory_order_acquire);  // (R1)
+  // (hp:R1) acquire exchange: pairs with (hp:R0), so every unlink before a retirement on the
+  // list happens-before the scan.
+  Retirable* list = retired_.exchange(nullptr, std::memory_order_acquire);
   if (list == nullptr) return 0;
-  // (R2) Every object on `list` was unlinked before it was retired. After this barrier, a
-  // reader either published its hazard visibly to the scan below, or its validating re-load
-  // (H3) sees the unlink and it never reads the object.
+  // Every object on `list` was unlinked before it was retired. After the heavy
+  // barrier (fence:F3), a reader either published its hazard (hp:H2) visibly to the scan
+  // below, or its validating re-load (hp:H3) sees the unlink and it never reads the object.
   AsymmetricHeavyBarrier();
 
   std::size_t taken = 0;

@@ -1,35 +1,38 @@
 // A small hazard-pointer domain: safe memory reclamation for lock-free structures whose
 // readers must not touch a node after it is freed.
 //
-// A reader publishes the node it is about to read in one of its record's slots, then checks
-// that the node is still reachable; a writer that unlinks a node retires it to the domain, and
-// the domain frees it only once no slot holds it. Reader cost is a load, a store to the reader's
-// own cache line, a compiler barrier and a re-load: the matching full barrier is paid by the
+// A reader publishes the node it is about to read in a hazard slot, then checks that the node
+// is still reachable; a writer that unlinks a node retires it to the domain, and the domain
+// frees it only once no slot holds it. Reader cost is a load, a store to the reader's own
+// cache line, a compiler barrier and a re-load: the matching full barrier is paid by the
 // reclaimer (membarrier, see asymmetric_fence.h), which runs once per `reclaim_threshold`
 // retirements.
 //
-// Compared with RCU / epochs: a stalled reader pins at most kHazardSlots nodes, not every node
-// retired since it stalled, so memory stays bounded; the price is a validation re-load per
-// protected pointer.
+// Slots are never named by number: a HazardGuard (hazard_guard.h) takes a free slot of the
+// calling thread's record when it is built and gives it back when it is destroyed, so two
+// components can never write the same slot, and a thread may hold any number of guards (a
+// record that runs out of slots chains another record of the same thread).
 //
-// Numbered operations (cited by the callers' comments):
-//   (H1) acquire load of the source pointer       pairs with the publisher's release CAS/store
-//   (H2) store of the hazard                     relaxed; ordered by (F2)/(F3), seq_cst on TSan
-//   (H3) validating re-load of the source         seq_cst on TSan
-//   (H4) release clear of the hazard              pairs with (R3)
-//   (R0) release push of a retired node           pairs with (R1)
-//   (R1) acquire take of the retired list         pairs with (R0)
-//   (R2) heavy barrier                            pairs with (H2)+(F2): see asymmetric_fence.h
-//   (R3) acquire load of every hazard             pairs with (H4)
+// Compared with RCU / epochs: a stalled reader pins only the nodes its live guards hold, not
+// every node retired since it stalled, so memory stays bounded; the price is a validation
+// re-load per protected pointer.
+//
+// Numbered operations (docs/DESIGN.md, "Memory orders in one place", lists them all):
+//   hazard_guard.h    (hp:H1) source load, (hp:H2) hazard store, (hp:H3) validating re-load,
+//                     (hp:H4) hazard clear
+//   this file / .cc   (hp:P1)-(hp:P4) the record list, (hp:R0)-(hp:R3) retire and reclaim
 #ifndef MIDATLAS_SRC_RECLAMATION_HAZARD_DOMAIN_H_
 #define MIDATLAS_SRC_RECLAMATION_HAZARD_DOMAIN_H_
 
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
 
-#include "reclamation/asymmetric_fence.h"
+#include "instrumentation/invariants.h"
 #include "instrumentation/sanitizers.h"
+#include "reclamation/asymmetric_fence.h"
 
 namespace midatlas::internal {
 
@@ -42,9 +45,11 @@ struct Retirable {
   // the container the object was unlinked from, so that a reader holding the container may
   // read the object through it without a hazard of its own.
   const void* guard = nullptr;
+#if MIDATLAS_CHECK_INVARIANTS
+  // Debug builds catch an object retired twice (it would be freed twice).
+  bool retired = false;
+#endif
 };
-
-inline constexpr int kHazardSlots = 4;
 
 #if defined(MIDATLAS_RECLAIM_THRESHOLD)
 inline constexpr std::size_t kDefaultReclaimThreshold = MIDATLAS_RECLAIM_THRESHOLD;
@@ -52,79 +57,59 @@ inline constexpr std::size_t kDefaultReclaimThreshold = MIDATLAS_RECLAIM_THRESHO
 inline constexpr std::size_t kDefaultReclaimThreshold = 16;
 #endif
 
-// One thread's hazard slots. Only the owning thread writes the slots; reclaimers read them.
-// Cache-line aligned so that a reader's stores never share a line with another reader's.
+class HazardDomain;
+
+// A group of hazard slots owned by one thread at a time. Only the owner writes the slots and
+// the free-slot mask; reclaimers only read the slots. The slots fill one cache line of their
+// own, so a reader's hazard stores never share a line with another thread's.
 class alignas(64) HazardRecord {
  public:
-  // One attempt to protect the node `source` points to. Returns the node, now safe to read
-  // until Clear(slot), or nullptr when `source` is null or changed during the attempt. A
-  // nullptr therefore means "at some instant during this call, `source` did not point to the
-  // node it held when the call began" - callers use that to stay wait-free.
-  template <typename T>
-  T* TryProtect(int slot, const std::atomic<T*>& source) noexcept {
-    T* node = source.load(std::memory_order_acquire);  // (H1)
-    if (node == nullptr) return nullptr;
-    Publish(slot, node);                                // (H2)
-    if (source.load(kValidateOrder) == node) return node;  // (H3)
-    Clear(slot);
-    return nullptr;
+  static constexpr unsigned kSlots = 8;
+
+  // A free slot of this record or of a record chained to it, taken for the caller until
+  // GiveBack. Owner thread only. Allocates a chained record only when all kSlots slots of
+  // every record of the chain are taken (a thread holding more than kSlots guards at once).
+  [[nodiscard]] std::atomic<const void*>* TakeSlot() {
+    if (free_mask_ == 0) [[unlikely]] return TakeSlotFromChain();
+    const auto index = static_cast<unsigned>(std::countr_zero(free_mask_));
+    free_mask_ &= free_mask_ - 1;
+    return &slots_[index];
   }
 
-  // Protects the node `source` points to, retrying until it is stable. Lock-free.
-  template <typename T>
-  T* Protect(int slot, const std::atomic<T*>& source) noexcept {
-    T* node = source.load(std::memory_order_acquire);  // (H1)
-    while (true) {
-      if (node == nullptr) {
-        Clear(slot);
-        return nullptr;
-      }
-      Publish(slot, node);                             // (H2)
-      T* again = source.load(kValidateOrder);          // (H3)
-      if (again == node) return node;
-      node = again;
+  // Gives back a slot TakeSlot returned; the slot must already be clear (hp:H4).
+  void GiveBack(std::atomic<const void*>* slot) noexcept {
+    const auto index = static_cast<std::size_t>(slot - slots_.data());
+    if (index >= kSlots) [[unlikely]] {
+      GiveBackToChain(slot);
+      return;
     }
+    MIDATLAS_INVARIANT((free_mask_ & (1U << index)) == 0, "HG1",
+                       "a hazard slot was given back twice (a guard released twice)");
+    free_mask_ |= 1U << index;
   }
 
-  // Protects a node that is not yet reachable by anyone else, before the caller publishes
-  // it: once published it may be unlinked and retired at any time, and the release
-  // publication orders this hazard before any reclaimer's scan.
-  void ProtectUnshared(int slot, const void* node) noexcept { Publish(slot, node); }
-
-  // Ends protection: everything this thread read from the node happens-before the reclaimer
-  // that observes the cleared slot (R3).
-  void Clear(int slot) noexcept {
-    slots_[Index(slot)].store(nullptr, std::memory_order_release);  // (H4)
-  }
-
-  [[nodiscard]] const void* Get(int slot) const noexcept {
-    // relaxed: diagnostic read of the owner's own slot.
-    return slots_[Index(slot)].load(std::memory_order_relaxed);
-  }
+  // Slots this record and its chain hand out right now (tests and diagnostics).
+  [[nodiscard]] unsigned TakenSlots() const noexcept;
 
  private:
   friend class HazardDomain;
+  static constexpr std::uint32_t kAllFree = (1U << kSlots) - 1;
 
-  // Under TSan both the hazard store and the re-load are seq_cst: TSan cannot see the
-  // asymmetric fence pair, and the seq_cst store->load order is the same guarantee it gives.
-  static constexpr std::memory_order kPublishOrder =
-      kIsTsan ? std::memory_order_seq_cst : std::memory_order_relaxed;
-  static constexpr std::memory_order kValidateOrder =
-      kIsTsan ? std::memory_order_seq_cst : std::memory_order_acquire;
+  std::atomic<const void*>* TakeSlotFromChain();
+  void GiveBackToChain(std::atomic<const void*>* slot) noexcept;
 
-  static std::size_t Index(int slot) noexcept { return static_cast<std::size_t>(slot); }
-
-  void Publish(int slot, const void* node) noexcept {
-    // (H2) relaxed is enough: (F2) keeps it before the re-load (H3) on this thread, and the
-    // reclaimer's (R2) makes it visible before the reclaimer's scan (R3).
-    slots_[Index(slot)].store(node, kPublishOrder);
-    if constexpr (!kIsTsan) AsymmetricLightBarrier();  // (F2)
-  }
-
-  std::array<std::atomic<const void*>, kHazardSlots> slots_{};
+  std::array<std::atomic<const void*>, kSlots> slots_{};
+  // --- The owner's line: never read by reclaimers. ---
+  std::uint32_t free_mask_ = kAllFree;
+  HazardRecord* chained_ = nullptr;  // the owner's next record, taken when this one is full
+  HazardDomain* domain_ = nullptr;
   std::atomic<bool> owned_{false};
   HazardRecord* next_ = nullptr;  // immutable once the record is on the domain's list
 };
+
+static_assert(sizeof(std::atomic<const void*>) * HazardRecord::kSlots == 64,
+              "the slots fill exactly one cache line");
+static_assert(HazardRecord::kSlots <= 32, "the free-slot mask is one 32-bit word");
 
 class HazardDomain {
  public:
@@ -147,6 +132,7 @@ class HazardDomain {
   // A record for the calling thread; reuses a released one when it can, else allocates
   // (std::bad_alloc escapes only from here).
   HazardRecord* AcquireRecord();
+  // Returns a record (and the records chained to it); no guard on it may be alive.
   void ReleaseRecord(HazardRecord* record) noexcept;
 
   // Hands `object`, already unreachable for new readers, to the domain; it is freed once no

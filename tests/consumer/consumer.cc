@@ -34,7 +34,7 @@ void UseCppApi() {
          .context_destructor = [&destructor_calls](void*) { ++destructor_calls; }});
     Check(atlas.ok(), "MidAtlas::Create");
     if (!atlas.ok()) return;
-    midatlas::MidAtlas& a = **atlas;
+    midatlas::MidAtlas& a = *atlas;
     absl::StatusOr<midatlas::Mid> first = a.Associate(&request);
     absl::StatusOr<midatlas::Mid> second = a.Associate(&request);
     Check(first.ok() && second.ok() && *first != *second, "Associate twice");

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <string>
@@ -120,7 +121,7 @@ class Recorder {
     stop_ = outcome_.violation || outcome_.histories >= budget_.histories ||
             std::chrono::steady_clock::now() >= deadline_;
     if (stop_) return;
-    absl::StatusOr<std::unique_ptr<MidAtlas>> created =
+    absl::StatusOr<MidAtlas> created =
         MidAtlas::Create({.max_mids = config_.max_mids, .initial_mids = config_.initial_mids});
     if (!created.ok()) {
       outcome_.violation = true;
@@ -241,7 +242,7 @@ class Recorder {
   std::chrono::steady_clock::time_point deadline_;
   std::atomic<std::uint64_t> clock_{1};
   // Written in the barrier's completion step only; read by workers after the barrier.
-  std::unique_ptr<MidAtlas> atlas_;
+  std::optional<MidAtlas> atlas_;
   std::vector<Ctx> initial_;
   std::vector<std::vector<Op>> logs_;  // one per worker, written only by it during a round
   std::uint64_t round_ = 0;
