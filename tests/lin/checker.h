@@ -109,7 +109,7 @@ class Checker {
   // `check_unavailable` false accepts an Associate "Unavailable" result anywhere (it changes
   // no state); every other result is still checked strictly. Only for shapes with
   // subordinate leaves, where the atlas does not meet the section 8.1 rule (see
-  // tests/linearizability_test.cc, DISABLED_...HintedLeafWithAFreeSlot).
+  // tests/lin/linearizability_test.cc, DISABLED_...HintedLeafWithAFreeSlot).
   Checker(std::vector<Ctx> initial, const std::vector<Op>& ops, bool check_unavailable = true)
       : max_(static_cast<std::uint32_t>(initial.size())),
         check_unavailable_(check_unavailable),

@@ -31,7 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "checker.h"
+#include "lin/checker.h"
 #include "midatlas/mid_atlas.h"
 
 namespace midatlas::lin {

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "failing_allocation.h"
+#include "support/failing_allocation.h"
 
 #include <algorithm>
 #include <atomic>

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "failing_allocation.h"
+#include "support/failing_allocation.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,5 +1,5 @@
 // See failing_allocation.h.
-#include "failing_allocation.h"
+#include "support/failing_allocation.h"
 
 #include <atomic>
 #include <cstddef>
