@@ -4,9 +4,9 @@
 // points. The atomic operations on a map's slots and entries live in map_nodes.h, those on the
 // root here:
 //
-//   (atlas:A4) release CAS installing a directory     pairs with (hp:H1)
-//   (atlas:U2) acq_rel CAS unlinking a frozen directory
-//   (atlas:P1) relaxed CAS of the spare-leaf hint
+//   (atlas:A4) installs a directory (release CAS)       pairs with (hp:H1)
+//   (atlas:U2) unlinks a frozen directory (acq_rel CAS)
+//   (atlas:P1) moves the spare-leaf hint (relaxed CAS)
 #ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
@@ -211,7 +211,7 @@ inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out) noex
   if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
   void* context = leaf0_->TakeContext(mid);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
-  leaf0_->stack().Push(leaf0_->links(), mid);  // (stack:S2) release: free after use
+  leaf0_->stack().Push(leaf0_->links(), mid);  // free after use: (stack:S2) releases the slot
   *context_out = context;
   return AtlasResult::kOk;
 }

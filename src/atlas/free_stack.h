@@ -131,8 +131,9 @@ class FreeStack {
       links[index].store(static_cast<std::uint32_t>(word & kTopMask), std::memory_order_relaxed);
       MIDATLAS_CHAOS_POINT();
       const std::uint64_t pushed = ((word & ~kTopMask) + kTagOne + kFreeOne) | index;
-      // (stack:S2) seq_cst CAS (release part: the slot's link and everything the old owner
-      // did happen-before the next popper's (stack:S1)/(stack:S3); seq_cst for LH1).
+      // (stack:S2) seq_cst CAS (release part: the slot's link (stack:S5) and everything the
+      // old owner did happen-before the next popper's (stack:S1)/(stack:S3) and its link
+      // read (stack:S6); seq_cst for LH1).
       if (head_.compare_exchange_weak(word, pushed, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
         return FreeOf(pushed);

@@ -59,11 +59,10 @@ void PageProtectionBarrier(FenceState& state) noexcept {
 
 void InitAsymmetricFences() noexcept { static_cast<void>(State()); }
 
-bool HeavyBarrierUsesMembarrier() noexcept { return State().membarrier; }
-
 void AsymmetricHeavyBarrier() noexcept {
   FenceState& state = State();
-  SeqCstFence();  // orders this thread's own unlinks before the scan (and is what TSan sees)
+  SeqCstFence();  // (fence:F1): our own unlinks before the scan (and what TSan sees)
+  // (fence:F3) seq_cst on every CPU running a thread of this process: pairs with (fence:F2).
   if (state.membarrier && Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
   PageProtectionBarrier(state);
 }

@@ -14,7 +14,7 @@
 // and never needs to know which one the reclaimer uses.
 //
 // ThreadSanitizer models neither. Under it (kIsTsan) the hazard handshake uses seq_cst
-// operations instead and the heavy side adds a seq_cst RMW (SeqCstFence).
+// operations instead and the heavy side adds a seq_cst RMW (SeqCstFence, (fence:F1)).
 #ifndef MIDATLAS_SRC_RECLAMATION_ASYMMETRIC_FENCE_H_
 #define MIDATLAS_SRC_RECLAMATION_ASYMMETRIC_FENCE_H_
 
@@ -28,28 +28,28 @@ namespace midatlas::internal {
 // call from any thread, any number of times. The hazard domain calls it from its constructor.
 void InitAsymmetricFences() noexcept;
 
-// True if the heavy barrier uses membarrier, false if it uses the page-protection fallback.
-bool HeavyBarrierUsesMembarrier() noexcept;
-
 // A full fence that ThreadSanitizer can also reason about: TSan ignores (and GCC warns about)
 // std::atomic_thread_fence, so TSan builds use a seq_cst read-modify-write of a private word,
 // which is a full barrier on the hardware and an atomic operation TSan models.
 inline void SeqCstFence() noexcept {
   if constexpr (kIsTsan) {
     static std::atomic<int> fence_word{0};
+    // (fence:F1) seq_cst RMW: the fence in a form TSan models; orders the reclaimer's unlinks
+    // before its scan (hp:R3), as the hardware fence does.
     fence_word.fetch_add(0, std::memory_order_seq_cst);
   } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // (fence:F1)
   }
 }
 
-// (F2) A compiler barrier: keeps the hazard store before the validating re-load in program
-// order; the hardware order comes from (F3) on the other side.
+// A compiler barrier: keeps the hazard store (hp:H2) before the validating re-load (hp:H3) in
+// program order; the hardware order comes from (fence:F3) on the other side.
 inline void AsymmetricLightBarrier() noexcept {
+  // (fence:F2) seq_cst signal fence: a compiler barrier only; pairs with (fence:F3).
   std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
-// (F3) Pairs with every (F2) in every thread of the process.
+// Pairs with every (fence:F2) in every thread of the process: (fence:F3), below.
 void AsymmetricHeavyBarrier() noexcept;
 
 }  // namespace midatlas::internal
