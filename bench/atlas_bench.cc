@@ -17,6 +17,8 @@
 //   BM_ReadMostly  read-mostly: one writer churns 50 MIDs while the benchmark threads map
 //   BM_Growth      growth: from start 1 to 65,535 in use and back
 //   BM_Memory      heap bytes held at each occupancy
+//   BM_LateDuplicate  map-and-dissociate of MIDs not in use (late duplicate responses), with
+//                  the heap allocations it made counted (0 expected)
 //
 // Every atlas is created with max 65,535 MIDs and start 50 (the RDBSS defaults for a LAN
 // Manager server) unless the workload says otherwise, and reaches its occupancy by
@@ -212,6 +214,43 @@ void LookupWorkload(benchmark::State& state) {
     state.counters["writer_ops"] =
         benchmark::Counter(static_cast<double>(writes), benchmark::Counter::kIsRate);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// late duplicate (BM_LateDuplicate): responses that arrive after their request completed.
+// Every probe is a MID that is not in use: MIDs 50 in use at the bottom of the atlas, the
+// probes drawn from the same range after those 50 were freed again, so each call takes the
+// not-in-use path. Counts the heap allocations the calls made (the C++ API builds a status).
+
+template <typename Impl>
+void LateDuplicateSetup(const benchmark::State&) {
+  CreateShared<Impl>(kStartMids);
+  std::vector<Mid> mids;
+  if (!Shared<Impl>::ready || !Fill(*Shared<Impl>::atlas, kInFlight, &mids)) {
+    Shared<Impl>::ready = false;
+    return;
+  }
+  for (std::size_t i = 0; i < kProbes; ++i) Shared<Impl>::probes[i] = mids[i % mids.size()];
+  for (Mid mid : mids) {
+    if (Shared<Impl>::atlas->MapAndDissociate(mid) == nullptr) Shared<Impl>::ready = false;
+  }
+}
+
+template <typename Impl>
+void LateDuplicateWorkload(benchmark::State& state) {
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  if (!Shared<Impl>::ready) return SkipRun(state, "could not set up the freed MIDs");
+  Impl& atlas = *Shared<Impl>::atlas;
+  const std::array<Mid, kProbes>& probes = Shared<Impl>::probes;
+  std::uint32_t next = 0;
+  StartHeapCount();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(atlas.MapAndDissociate(probes[next++ & (kProbes - 1)]));
+  }
+  StopHeapCount();
+  state.counters["allocs_per_call"] = benchmark::Counter(
+      static_cast<double>(CountedAllocations()) / static_cast<double>(state.iterations()));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -416,6 +455,12 @@ void RegisterAll() {
        ->Threads(3)
        ->Threads(7)
        ->Threads(15)
+       ->UseRealTime(),
+   ...);
+  (benchmark::RegisterBenchmark(NameFor<Impls>("LateDuplicate").c_str(),
+                                LateDuplicateWorkload<Impls>)
+       ->Setup(LateDuplicateSetup<Impls>)
+       ->Teardown(TeardownShared<Impls>)
        ->UseRealTime(),
    ...);
   (WithThreads<Impls>(

@@ -23,11 +23,13 @@ namespace {
 // by the barrier the caller waits on before it stops the count.
 std::atomic<bool> g_counting{false};
 std::atomic<std::int64_t> g_bytes{0};
+std::atomic<std::int64_t> g_allocations{0};
 
 void Count(void* block, std::int64_t sign) noexcept {
   if (block == nullptr || !g_counting.load(std::memory_order_relaxed)) return;
   g_bytes.fetch_add(sign * static_cast<std::int64_t>(malloc_usable_size(block)),
                     std::memory_order_relaxed);
+  if (sign > 0) g_allocations.fetch_add(1, std::memory_order_relaxed);
 }
 
 void* Counted(void* block) noexcept {
@@ -39,6 +41,7 @@ void* Counted(void* block) noexcept {
 
 void StartHeapCount() noexcept {
   g_bytes.store(0, std::memory_order_relaxed);
+  g_allocations.store(0, std::memory_order_relaxed);
   g_counting.store(true, std::memory_order_seq_cst);
 }
 
@@ -46,6 +49,8 @@ std::int64_t StopHeapCount() noexcept {
   g_counting.store(false, std::memory_order_seq_cst);
   return g_bytes.load(std::memory_order_relaxed);
 }
+
+std::int64_t CountedAllocations() noexcept { return g_allocations.load(std::memory_order_relaxed); }
 
 }  // namespace midatlas::bench
 

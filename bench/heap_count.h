@@ -19,6 +19,9 @@ namespace midatlas::bench {
 void StartHeapCount() noexcept;
 // Net bytes since StartHeapCount, and stops counting.
 std::int64_t StopHeapCount() noexcept;
+// Allocations (malloc, calloc, realloc, aligned forms) between the last StartHeapCount and
+// StopHeapCount.
+std::int64_t CountedAllocations() noexcept;
 
 }  // namespace midatlas::bench
 

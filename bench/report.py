@@ -29,6 +29,7 @@ WORKLOADS = {
     "Rpc": "rpc",
     "ReadMostly": "read-mostly",
     "Growth": "growth",
+    "LateDuplicate": "late-duplicate",
 }
 GROUP_TITLES = {
     "lookup/50": "lookup, 50 in use (Map of a random in-use MID)",
@@ -38,6 +39,7 @@ GROUP_TITLES = {
     "rpc": "rpc: associate, 3 maps, dissociate (one item = one request)",
     "read-mostly": "read-mostly, readers (2,000 in use; threads include the writer)",
     "read-mostly-writer": "read-mostly, the writer's dissociate+associate pairs",
+    "late-duplicate": "late duplicate: map-and-dissociate of a MID not in use (1 thread)",
     "growth": "growth: start 1 -> 65,535 in use -> 0 (one item = one associate or dissociate)",
 }
 NAME_RE = re.compile(r"^BM_(\w+)/([^/]+)(?:/(.*))?$")
@@ -162,7 +164,13 @@ def collect(rows):
                     b["writer_ops"] / 1e6)
         if "items_per_second" in b:
             groups.setdefault(key, {}).setdefault(threads, {})[impl] = b["items_per_second"] / 1e6
+        if workload == "LateDuplicate" and "allocs_per_call" in b:
+            LATE_DUPLICATE_ALLOCS[impl] = b["allocs_per_call"]
     return groups, memory
+
+
+# impl -> heap allocations per map-and-dissociate of a MID not in use (BM_LateDuplicate).
+LATE_DUPLICATE_ALLOCS = {}
 
 
 def fmt(v):
@@ -274,6 +282,11 @@ def verdicts(groups):
             p, v = max(hashes.items(), key=lambda kv: kv[1])
             verdict(row["midatlas"] > v, f"rpc @8 threads: ahead of every hash-map peer "
                                          f"({row['midatlas'] / v:.2f}x the best, {p})")
+    for impl in ("midatlas", "midatlas-c"):
+        if impl in LATE_DUPLICATE_ALLOCS:
+            a = LATE_DUPLICATE_ALLOCS[impl]
+            verdict(a == 0, f"late duplicate ({impl}): no allocation on the not-in-use path "
+                            f"({a:g} allocations per call)")
     return "\n".join(out)
 
 
@@ -286,6 +299,8 @@ def plots(groups, outdir):
     with tempfile.TemporaryDirectory() as tmp:
         script = []
         for key, by_threads in groups.items():
+            if len(by_threads) < 2:
+                continue  # one thread count: the table says it all
             impls = [i for i in IMPLS if any(i in row for row in by_threads.values())]
             data = os.path.join(tmp, key.replace("/", "-") + ".dat")
             with open(data, "w") as f:

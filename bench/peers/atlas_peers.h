@@ -27,7 +27,7 @@ class MidatlasCpp {
         midatlas::MidAtlas::Create({.max_mids = kMaxMids, .initial_mids = start});
     if (atlas.ok()) atlas_ = *std::move(atlas);
   }
-  [[nodiscard]] bool ok() const { return atlas_ != nullptr; }
+  [[nodiscard]] bool ok() const { return atlas_.has_value(); }
   bool Associate(void* context, Mid* mid) noexcept {
     absl::StatusOr<Mid> result = atlas_->Associate(context);
     if (!result.ok()) [[unlikely]] return false;

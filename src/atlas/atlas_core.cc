@@ -60,11 +60,11 @@ bool AtlasCore::AllocateInitialMaps() noexcept {
   return true;
 }
 
-template <AtlasCore::WalkMode kMode, typename Visit>
+template <AtlasCore::WalkMode Mode, typename Visit>
 bool AtlasCore::ForEachLeaf(Visit&& visit) const {
   std::optional<HazardGuard> dir_guard;
   std::optional<HazardGuard> leaf_guard;
-  if constexpr (kMode == WalkMode::kGuarded) {
+  if constexpr (Mode == WalkMode::kGuarded) {
     HazardRecord& record = ThisThreadRecord();
     dir_guard.emplace(record);
     leaf_guard.emplace(record);
@@ -72,7 +72,7 @@ bool AtlasCore::ForEachLeaf(Visit&& visit) const {
   for (std::uint32_t d = 0; d < dir_count_; ++d) {
     DirectoryMap* dir = dir0();
     if (d != 0) {
-      if constexpr (kMode == WalkMode::kGuarded) {
+      if constexpr (Mode == WalkMode::kGuarded) {
         dir = dir_guard->Protect(root_[d]);
       } else {
         dir = root_[d].load(std::memory_order_relaxed);  // single-threaded
@@ -83,7 +83,7 @@ bool AtlasCore::ForEachLeaf(Visit&& visit) const {
       if (leaf_index >= leaf_count_) return true;
       LeafMap* leaf = nullptr;
       if (dir != nullptr) {
-        if constexpr (kMode == WalkMode::kGuarded) {
+        if constexpr (Mode == WalkMode::kGuarded) {
           leaf = leaf_guard->Protect(dir->leaf(entry));
         } else {
           leaf = dir->LoadLeafQuiescent(entry);

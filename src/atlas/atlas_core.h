@@ -98,7 +98,7 @@ class AtlasCore {
   // early (returning false) when visit returns false. kGuarded: directory and leaf are
   // protected while visit runs (any thread, any time). kQuiescent: plain loads, for
   // destruction only.
-  template <WalkMode kMode, typename Visit>
+  template <WalkMode Mode, typename Visit>
   bool ForEachLeaf(Visit&& visit) const;
 
   [[nodiscard]] void* MapFirstCall(Mid mid) const noexcept;
