@@ -19,9 +19,10 @@
 //
 // PROGRESS
 //   Map                 wait-free: one atomic load for MIDs in the first map; beyond it at
-//                       most four loads and two plain stores to the calling thread's own
-//                       hazard slot. No read-modify-write, no fence, no allocation after the
-//                       thread's first call.
+//                       most four loads and two plain stores to a hazard slot of the calling
+//                       thread's own (plus taking and returning that slot, a bit scan of a
+//                       thread-private word). No read-modify-write, no fence, no allocation
+//                       after the thread's first call.
 //   Associate           lock-free (allocates a 16-slot-or-larger map when the atlas grows).
 //   MapAndDissociate    lock-free.
 //   Reassociate         lock-free.
