@@ -90,7 +90,7 @@ class AtlasCore {
   // other directory through its directory, whose hazard guards every leaf unlinked from it
   // (HD1, AC5). A null leaf means that at some instant during the call the leaf was absent
   // or being unlinked (AC4). Wait-free.
-  ProtectedLeaf ProtectLeafOnce(HazardGuard& guard, std::uint32_t leaf_index) const noexcept;
+  ProtectedLeaf ProtectLeafOnce(HazardSlot& guard, std::uint32_t leaf_index) const noexcept;
   [[nodiscard]] bool LeafAttached(std::uint32_t leaf_index) const noexcept;
 
   // The one walk over the directory-by-leaf structure: calls visit(leaf_index, dir, leaf)
@@ -152,7 +152,7 @@ class AtlasCore {
 // ----------------------------------------------------------------------------------------
 // Hot paths, inline so that MidAtlas::Map and RxMapMidToContext are one call each.
 
-inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardGuard& guard,
+inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardSlot& guard,
                                                            std::uint32_t leaf_index) const noexcept {
   const std::uint32_t dir_index = leaf_index >> dir_shift_;
   const std::uint32_t entry = leaf_index & entry_mask_;
@@ -170,10 +170,10 @@ inline void* AtlasCore::Map(Mid mid) const noexcept {
   const std::uint32_t slot = mid & slot_mask_;
   if (leaf_index == 0) [[likely]] return leaf0_->LoadContext(slot);
   // Read the thread's record directly and leave its first acquisition to an out-of-line tail
-  // call, so that this function needs no call on its common path.
+  // call, so that this function needs no call, and so no stack frame, on its common paths.
   HazardRecord* record = hazard_detail::this_thread_record;
   if (record == nullptr) [[unlikely]] return MapFirstCall(mid);
-  HazardGuard guard(*record);
+  LeafHazardGuard guard(*record);
   const LeafMap* leaf = ProtectLeafOnce(guard, leaf_index).leaf;
   return leaf == nullptr ? nullptr : leaf->LoadContext(slot);
 }

@@ -8,10 +8,11 @@
 // reclaimer (membarrier, see asymmetric_fence.h), which runs once per `reclaim_threshold`
 // retirements.
 //
-// Slots are never named by number: a HazardGuard (hazard_guard.h) takes a free slot of the
+// Algorithms never name a slot: a HazardGuard (hazard_guard.h) takes a free slot of the
 // calling thread's record when it is built and gives it back when it is destroyed, so two
 // components can never write the same slot, and a thread may hold any number of guards (a
-// record that runs out of slots chains another record of the same thread).
+// record that runs out of slots chains another record of the same thread). HazardRecord is
+// the one place that assigns slots; it reserves one for leaf functions (LeafHazardGuard).
 //
 // Compared with RCU / epochs: a stalled reader pins only the nodes its live guards hold, not
 // every node retired since it stalled, so memory stays bounded; the price is a validation
@@ -64,7 +65,13 @@ class HazardDomain;
 // own, so a reader's hazard stores never share a line with another thread's.
 class alignas(64) HazardRecord {
  public:
+  // The slot assignment of every user, in one place:
+  //   slot 0        reserved for leaf guards (LeafHazardGuard): functions that call nothing
+  //                 while they hold it (Map), so it can never be held twice
+  //   slots 1..7    lent to HazardGuards (the atlas walks, the NetName buckets, guarded
+  //                 lookups), lowest free first; beyond them, slots of a chained record
   static constexpr unsigned kSlots = 8;
+  static constexpr unsigned kLeafSlot = 0;
 
   // A free slot of this record or of a record chained to it, taken for the caller until
   // GiveBack. Owner thread only. Allocates a chained record only when all kSlots slots of
@@ -76,6 +83,9 @@ class alignas(64) HazardRecord {
     return &slots_[index];
   }
 
+  // The slot of leaf guards (LeafHazardGuard): reserved, never handed out by TakeSlot.
+  [[nodiscard]] std::atomic<const void*>& leaf_slot() noexcept { return slots_[kLeafSlot]; }
+
   // Gives back a slot TakeSlot returned; the slot must already be clear (hp:H4).
   void GiveBack(std::atomic<const void*>* slot) noexcept {
     const auto index = static_cast<std::size_t>(slot - slots_.data());
@@ -83,7 +93,7 @@ class alignas(64) HazardRecord {
       GiveBackToChain(slot);
       return;
     }
-    MIDATLAS_INVARIANT((free_mask_ & (1U << index)) == 0, "HG1",
+    MIDATLAS_INVARIANT((free_mask_ & (1U << index)) == 0 && index != kLeafSlot, "HG1",
                        "a hazard slot was given back twice (a guard released twice)");
     free_mask_ |= 1U << index;
   }
@@ -93,7 +103,7 @@ class alignas(64) HazardRecord {
 
  private:
   friend class HazardDomain;
-  static constexpr std::uint32_t kAllFree = (1U << kSlots) - 1;
+  static constexpr std::uint32_t kAllFree = ((1U << kSlots) - 1) & ~(1U << kLeafSlot);
 
   std::atomic<const void*>* TakeSlotFromChain();
   void GiveBackToChain(std::atomic<const void*>* slot) noexcept;

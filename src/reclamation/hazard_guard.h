@@ -1,5 +1,6 @@
 // HazardGuard: one hazard slot, held for the guard's lifetime (RAII), as folly's
-// hazptr_holder and xenium's guard_ptr hold theirs.
+// hazptr_holder and xenium's guard_ptr hold theirs. LeafHazardGuard is the same for leaf
+// functions (Map), on a slot reserved for them.
 //
 // A guard takes a free slot of a thread's hazard record when it is built and clears and gives
 // the slot back when it is destroyed, so no algorithm names a slot number or clears one by
@@ -24,38 +25,20 @@
 #define MIDATLAS_SRC_RECLAMATION_HAZARD_GUARD_H_
 
 #include <atomic>
+#include <cstdint>
 
+#include "instrumentation/invariants.h"
 #include "instrumentation/sanitizers.h"
 #include "reclamation/asymmetric_fence.h"
 #include "reclamation/hazard_domain.h"
 
 namespace midatlas::internal {
 
-class HazardGuard {
+// The protocol on one hazard slot; the guards below own the slot.
+class HazardSlot {
  public:
-  // Takes a slot of `record`, which must be the calling thread's.
-  explicit HazardGuard(HazardRecord& record) : record_(&record), slot_(record.TakeSlot()) {}
-  // Takes a slot of the calling thread's record in the default domain.
-  HazardGuard() : HazardGuard(ThisThreadRecord()) {}
-
-  HazardGuard(HazardGuard&& other) noexcept : record_(other.record_), slot_(other.slot_) {
-    other.slot_ = nullptr;
-  }
-  HazardGuard& operator=(HazardGuard&& other) noexcept {
-    if (this != &other) {
-      Release();
-      record_ = other.record_;
-      slot_ = other.slot_;
-      other.slot_ = nullptr;
-    }
-    return *this;
-  }
-  HazardGuard(const HazardGuard&) = delete;
-  HazardGuard& operator=(const HazardGuard&) = delete;
-  ~HazardGuard() { Release(); }
-
   // One attempt to protect the node `source` points to. Returns the node, now safe to read
-  // until Reset or destruction, or nullptr (and the slot clear) when `source` is null or
+  // until Reset or the guard's end, or nullptr (and the slot clear) when `source` is null or
   // changed during the attempt. A nullptr therefore means "at some instant during this call,
   // `source` did not point to the node it held when the call began": callers use that to
   // stay wait-free.
@@ -100,6 +83,14 @@ class HazardGuard {
     return slot_->load(std::memory_order_relaxed);  // relaxed: the owner reads its own store
   }
 
+ protected:
+  explicit HazardSlot(std::atomic<const void*>* slot) noexcept : slot_(slot) {}
+  HazardSlot(const HazardSlot&) = default;
+  HazardSlot& operator=(const HazardSlot&) = default;
+  ~HazardSlot() = default;
+
+  std::atomic<const void*>* slot_;
+
  private:
   // Under TSan both the hazard store and the validating re-load are seq_cst: TSan cannot see
   // the asymmetric fence pair, and the seq_cst store->load order is the same guarantee.
@@ -130,7 +121,33 @@ class HazardGuard {
     slot_->store(node, kPublishOrder);
     if constexpr (!kIsTsan) AsymmetricLightBarrier();  // (fence:F2)
   }
+};
 
+// The general guard: any number per thread, in any order, movable.
+class HazardGuard : public HazardSlot {
+ public:
+  // Takes a slot of `record`, which must be the calling thread's.
+  explicit HazardGuard(HazardRecord& record) : HazardSlot(record.TakeSlot()), record_(&record) {}
+  // Takes a slot of the calling thread's record in the default domain.
+  HazardGuard() : HazardGuard(ThisThreadRecord()) {}
+
+  HazardGuard(HazardGuard&& other) noexcept : HazardSlot(other.slot_), record_(other.record_) {
+    other.slot_ = nullptr;
+  }
+  HazardGuard& operator=(HazardGuard&& other) noexcept {
+    if (this != &other) {
+      Release();
+      slot_ = other.slot_;
+      record_ = other.record_;
+      other.slot_ = nullptr;
+    }
+    return *this;
+  }
+  HazardGuard(const HazardGuard&) = delete;
+  HazardGuard& operator=(const HazardGuard&) = delete;
+  ~HazardGuard() { Release(); }
+
+ private:
   void Release() noexcept {
     if (slot_ == nullptr) return;  // moved from
     Reset();
@@ -139,7 +156,20 @@ class HazardGuard {
   }
 
   HazardRecord* record_;
-  std::atomic<const void*>* slot_;
+};
+
+// The guard of a leaf function (Map): the record's reserved leaf slot (HazardRecord), so
+// taking and giving it back costs nothing, and a caller with no other call on its path needs
+// no stack frame. Only a function that calls nothing while it holds the guard may use it.
+class LeafHazardGuard : public HazardSlot {
+ public:
+  explicit LeafHazardGuard(HazardRecord& record) noexcept : HazardSlot(&record.leaf_slot()) {
+    MIDATLAS_INVARIANT(slot_->load(std::memory_order_relaxed) == nullptr, "HG3",
+                       "a leaf guard was taken while another held the leaf slot");
+  }
+  LeafHazardGuard(const LeafHazardGuard&) = delete;
+  LeafHazardGuard& operator=(const LeafHazardGuard&) = delete;
+  ~LeafHazardGuard() { Reset(); }
 };
 
 }  // namespace midatlas::internal
