@@ -121,8 +121,9 @@ struct AtlasStats {
 //   kUnavailable        all max_mids MIDs are in use (retry when a MID is released)
 //   kResourceExhausted  a map could not be allocated while growing
 //   kInvalidArgument    bad argument: null context, MID not in use, bad options
-// The statuses of the hot paths (all in use, MID not in use, out of memory) are built once
-// per process: answering a late duplicate response or a full atlas never allocates.
+// The statuses of Associate, MapAndDissociate and Reassociate carry the code alone (no
+// message): they cost nothing to build and never allocate, so answering a late duplicate
+// response or a full atlas costs what a lookup does. Create's errors carry a message.
 bool IsAllMidsInUse(const absl::Status& status) noexcept;
 bool IsOutOfMemory(const absl::Status& status) noexcept;
 

@@ -13,36 +13,21 @@ using internal::AtlasResult;
 
 namespace {
 
-// The errors of the hot paths are built once and copied: copying a Status shares its
-// message (a reference count), so a full atlas or a late duplicate response never allocates
-// in these noexcept functions. Leaked on purpose: calls may still run during static
-// destruction.
-struct HotPathErrors {
-  absl::Status all_in_use = absl::UnavailableError("all MIDs are in use");
-  absl::Status out_of_memory =
-      absl::ResourceExhaustedError("out of memory while growing the MID atlas");
-  absl::Status null_context = absl::InvalidArgumentError("context must not be null");
-  absl::Status mid_not_in_use = absl::InvalidArgumentError("MID is not in use");
-};
-
-const HotPathErrors& Errors() {
-  // NOLINTNEXTLINE(bugprone-unhandled-exception-at-new): built on the first error; failing
-  // to allocate a few dozen bytes then is fatal anyway.
-  static const HotPathErrors* const kErrors = new HotPathErrors();
-  return *kErrors;
-}
-
-const absl::Status& ErrorFor(AtlasResult result, const absl::Status& invalid) noexcept {
+// The errors of the hot paths (all in use, out of memory, MID not in use, null context) carry
+// a code and no message: such a Status is one word with no heap part, so building, copying
+// and destroying it costs nothing and never allocates in these noexcept functions - a late
+// duplicate response costs what a lookup does. The code says what happened (mid_atlas.h).
+absl::Status ErrorFor(AtlasResult result) noexcept {
   switch (result) {
     case AtlasResult::kAllInUse:
-      return Errors().all_in_use;
+      return absl::Status(absl::StatusCode::kUnavailable, {});
     case AtlasResult::kOutOfMemory:
-      return Errors().out_of_memory;
+      return absl::Status(absl::StatusCode::kResourceExhausted, {});
     case AtlasResult::kInvalidArgument:
     case AtlasResult::kOk:
       break;
   }
-  return invalid;
+  return absl::Status(absl::StatusCode::kInvalidArgument, {});
 }
 
 }  // namespace
@@ -74,8 +59,6 @@ absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
                                                    options.max_mids, "), got ",
                                                    options.initial_mids));
   }
-  // Built before the first call can fail, so that no later error allocates.
-  static_cast<void>(Errors());
   AtlasCore* core = AtlasCore::New(options.max_mids, options.initial_mids,
                                    std::move(options.context_destructor));
   if (core == nullptr) return absl::ResourceExhaustedError("out of memory creating a MID atlas");
@@ -97,7 +80,7 @@ absl::StatusOr<Mid> MidAtlas::Associate(void* context) noexcept {
   Mid mid = 0;
   const AtlasResult result = core_->Associate(context, &mid);
   if (result == AtlasResult::kOk) [[likely]] return mid;
-  return ErrorFor(result, Errors().null_context);
+  return ErrorFor(result);
 }
 
 void* MidAtlas::Map(Mid mid) const noexcept { return core_->Map(mid); }
@@ -106,13 +89,13 @@ absl::StatusOr<void*> MidAtlas::MapAndDissociate(Mid mid) noexcept {
   void* context = nullptr;
   const AtlasResult result = core_->MapAndDissociate(mid, &context);
   if (result == AtlasResult::kOk) [[likely]] return context;
-  return ErrorFor(result, Errors().mid_not_in_use);
+  return ErrorFor(result);
 }
 
 absl::Status MidAtlas::Reassociate(Mid mid, void* new_context) noexcept {
   const AtlasResult result = core_->Reassociate(mid, new_context);
   if (result == AtlasResult::kOk) [[likely]] return absl::OkStatus();
-  return new_context == nullptr ? Errors().null_context : Errors().mid_not_in_use;
+  return ErrorFor(result);
 }
 
 std::size_t MidAtlas::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
