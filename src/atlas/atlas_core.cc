@@ -52,7 +52,7 @@ void AtlasCore::Destroy(AtlasCore* core) noexcept {
 bool AtlasCore::AllocateInitialMaps() noexcept {
   if (!hints_.Init(leaf_count_)) return false;
   root_[0].store(dir0(), std::memory_order_relaxed);  // unshared until New returns
-  leaf0_ = LeafMap::Create(0, leaf_capacity_, ValidSlots(0), nullptr);
+  leaf0_ = LeafMap::Create(0, leaf_capacity_, ValidSlots(0), 0, nullptr);
   if (leaf0_ == nullptr) return false;
   // AC2: leaf 0 and directory 0 are counted in for good, so neither is ever frozen.
   dir0()->TryCountLeafIn();
@@ -62,12 +62,13 @@ bool AtlasCore::AllocateInitialMaps() noexcept {
 
 template <AtlasCore::WalkMode Mode, typename Visit>
 bool AtlasCore::ForEachLeaf(Visit&& visit) const {
+  std::optional<RecordLease> lease;
   std::optional<HazardGuard> dir_guard;
   std::optional<HazardGuard> leaf_guard;
   if constexpr (Mode == WalkMode::kGuarded) {
-    HazardRecord& record = ThisThreadRecord();
-    dir_guard.emplace(record);
-    leaf_guard.emplace(record);
+    lease.emplace();
+    dir_guard.emplace(lease->record());
+    leaf_guard.emplace(lease->record());
   }
   for (std::uint32_t d = 0; d < dir_count_; ++d) {
     DirectoryMap* dir = dir0();
@@ -123,13 +124,18 @@ std::uint32_t AtlasCore::ValidSlots(std::uint32_t leaf) const noexcept {
 
 bool AtlasCore::LeafAttached(std::uint32_t leaf_index) const noexcept {
   if (leaf_index == 0) return true;
-  HazardGuard guard(ThisThreadRecord());
+  const RecordLease lease;
+  HazardGuard guard(lease.record());
   return ProtectLeafOnce(guard, leaf_index).leaf != nullptr;
 }
 
 void* AtlasCore::MapFirstCall(Mid mid) const noexcept {
-  static_cast<void>(ThisThreadRecord());  // acquires this thread's record
-  return Map(mid);
+  if (TryThisThreadRecord() != nullptr) return Map(mid);  // acquired: the fast path from now on
+  // Out of memory for the thread's record: map under the emergency record (RecordLease).
+  const RecordLease lease;
+  LeafHazardGuard guard(lease.record());
+  const LeafMap* leaf = ProtectLeafOnce(guard, std::uint32_t{mid} >> leaf_shift_).leaf;
+  return leaf == nullptr ? nullptr : leaf->LoadContext(mid & slot_mask_);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -149,7 +155,9 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
       if (out_of_memory) return AtlasResult::kOutOfMemory;
       // A hint can be briefly clear while its leaf has room (between (hints:L1) and
       // (hints:L2) of a popper), so the hints alone do not prove the atlas full: confirm it.
-      if (ConfirmAllInUse()) return AtlasResult::kAllInUse;
+      const Confirmation confirmed = ConfirmAllInUse();
+      if (confirmed == Confirmation::kAllInUse) return AtlasResult::kAllInUse;
+      if (confirmed == Confirmation::kOutOfMemory) return AtlasResult::kOutOfMemory;
       from = 0;
       continue;
     }
@@ -163,19 +171,31 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
   }
 }
 
-// AC6: a double collect of every leaf's (pointer, head word). Head words carry a tag that
-// changes on every CAS (FS2), so two equal collects mean no leaf changed in between: at any
-// instant between them every leaf was attached and showed no free slot, i.e. every MID was
+// AC6: a double collect of every leaf's (object, head word). The object is named by its
+// pointer and its serial: a leaf drained, detached, freed and grown again at the same address
+// comes back with a new serial, so no two leaf objects share a key. Head words carry a tag
+// that changes on every CAS (FS2), so two equal collects mean no leaf changed in between: at
+// any instant between them every leaf was attached and showed no free slot, i.e. every MID was
 // held in the sense of DESIGN.md 8.1. A leaf that is absent, frozen or has room gets its hint
-// set again (so the retry finds it) and the answer is false.
-bool AtlasCore::ConfirmAllInUse() noexcept {
+// set again (so the retry finds it) and the answer is kRoomFound.
+AtlasCore::Confirmation AtlasCore::ConfirmAllInUse() noexcept {
   struct LeafState {
     const LeafMap* leaf;
+    std::uint64_t serial;
     std::uint64_t head;
+    bool operator==(const LeafState&) const = default;
   };
-  const std::unique_ptr<LeafState[]> seen(new (std::nothrow) LeafState[leaf_count_]);
-  // Out of memory for the check itself: the hints and leaf 0 already showed no room.
-  if (!seen) return true;
+  // Small atlases collect on the stack; larger ones allocate, and out of memory for the
+  // check itself is reported as such, never as "all in use".
+  constexpr std::uint32_t kOnStack = 64;
+  std::array<LeafState, kOnStack> on_stack;
+  std::unique_ptr<LeafState[]> on_heap;
+  LeafState* seen = on_stack.data();
+  if (leaf_count_ > kOnStack) {
+    on_heap.reset(new (std::nothrow) LeafState[leaf_count_]);
+    if (!on_heap) return Confirmation::kOutOfMemory;
+    seen = on_heap.get();
+  }
   bool first = true;
   while (true) {
     bool changed = false;
@@ -188,17 +208,13 @@ bool AtlasCore::ConfirmAllInUse() noexcept {
             if (leaf_index != 0) hints_.SetIfClear(leaf_index);
             return false;
           }
-          const LeafState state{leaf, head.Pack()};
-          if (first) {
-            seen[leaf_index] = state;
-          } else if (seen[leaf_index].leaf != state.leaf || seen[leaf_index].head != state.head) {
-            seen[leaf_index] = state;
-            changed = true;
-          }
+          const LeafState state{leaf, leaf->serial(), head.Pack()};
+          if (!first && !(seen[leaf_index] == state)) changed = true;
+          seen[leaf_index] = state;
           return true;
         });
-    if (!full) return false;
-    if (!first && !changed) return true;
+    if (!full) return Confirmation::kRoomFound;
+    if (!first && !changed) return Confirmation::kAllInUse;
     first = false;
     MIDATLAS_CHAOS_POINT();
   }
@@ -215,9 +231,9 @@ void AtlasCore::ClearHintIfFull(LeafMap& leaf) noexcept {
 
 AtlasCore::TakeResult AtlasCore::TakeFromSubordinate(std::uint32_t leaf_index, void* context,
                                                      Mid* mid_out) noexcept {
-  HazardRecord& record = ThisThreadRecord();
-  HazardGuard dir_guard(record);
-  HazardGuard leaf_guard(record);
+  const RecordLease lease;
+  HazardGuard dir_guard(lease.record());
+  HazardGuard leaf_guard(lease.record());
   const std::uint32_t dir_index = leaf_index >> dir_shift_;
   DirectoryMap* dir = dir_index == 0 ? dir0() : ProtectOrGrowDirectory(dir_guard, dir_index);
   if (dir == nullptr) return TakeResult::kOutOfMemory;
@@ -259,7 +275,11 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
     UnlinkFrozenDirectory(dir);  // frozen under us: help, then retry from the root
     return TakeResult::kRetry;
   }
-  LeafMap* fresh = LeafMap::Create(leaf_index, leaf_capacity_, ValidSlots(leaf_index), context);
+  // (atlas:P2) relaxed: a serial only has to be unique, and the install (atlas:A3) publishes
+  // it with the leaf.
+  const std::uint64_t serial = next_leaf_serial_.fetch_add(1, std::memory_order_relaxed) + 1;
+  LeafMap* fresh =
+      LeafMap::Create(leaf_index, leaf_capacity_, ValidSlots(leaf_index), serial, context);
   if (fresh == nullptr) {
     CountLeafOut(dir);
     return TakeResult::kOutOfMemory;
@@ -287,7 +307,8 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
 AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept {
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
-  HazardGuard guard(ThisThreadRecord());
+  const RecordLease lease;
+  HazardGuard guard(lease.record());
   const ProtectedLeaf found = ProtectLeafOnce(guard, leaf_index);
   void* context = found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
@@ -323,7 +344,8 @@ void AtlasCore::OnLeafDrained(DirectoryMap& dir, LeafMap& leaf) noexcept {
   }
   if (spare == 0) return;
   // `drained` replaced a higher spare: detach that one if it is still drained.
-  HazardGuard guard(ThisThreadRecord());
+  const RecordLease lease;
+  HazardGuard guard(lease.record());
   const ProtectedLeaf old = ProtectLeafOnce(guard, spare);
   if (old.leaf != nullptr && old.leaf->stack().TryFreeze(old.leaf->valid_slots())) {
     UnlinkFrozenLeaf(*old.dir, *old.leaf);
@@ -369,7 +391,8 @@ AtlasResult AtlasCore::Reassociate(Mid mid, void* new_context) noexcept {
     return leaf0_->ReplaceContext(slot, new_context) ? AtlasResult::kOk
                                                      : AtlasResult::kInvalidArgument;
   }
-  HazardGuard guard(ThisThreadRecord());
+  const RecordLease lease;
+  HazardGuard guard(lease.record());
   LeafMap* leaf = ProtectLeafOnce(guard, leaf_index).leaf;
   return leaf != nullptr && leaf->ReplaceContext(slot, new_context)
              ? AtlasResult::kOk

@@ -68,6 +68,7 @@ class AtlasCore {
   friend class AtlasCoreTestPeer;  // tests/atlas: reconstructs interleavings step by step
 
   enum class TakeResult : std::uint8_t { kTaken, kRetry, kOutOfMemory };
+  enum class Confirmation : std::uint8_t { kAllInUse, kRoomFound, kOutOfMemory };
   enum class WalkMode : std::uint8_t { kGuarded, kQuiescent };
 
   struct ProtectedLeaf {
@@ -110,7 +111,7 @@ class AtlasCore {
   TakeResult GrowLeaf(HazardGuard& guard, DirectoryMap& dir, std::uint32_t leaf_index,
                       void* context, Mid* mid_out) noexcept;
   void ClearHintIfFull(LeafMap& leaf) noexcept;
-  bool ConfirmAllInUse() noexcept;
+  Confirmation ConfirmAllInUse() noexcept;
 
   void OnLeafDrained(DirectoryMap& dir, LeafMap& leaf) noexcept;
   void UnlinkFrozenLeaf(DirectoryMap& dir, LeafMap& leaf) noexcept;
@@ -144,6 +145,8 @@ class AtlasCore {
 
   // --- Shared, written by associate/dissociate on rare transitions. ---
   LeafHints hints_;
+  // Serial numbers of the leaves this atlas creates (AC6's key). Only growers touch it.
+  std::atomic<std::uint64_t> next_leaf_serial_{0};
   // The one drained subordinate leaf kept attached as a spare (0 = none): see OnLeafDrained.
   // Written only when a leaf drains, so it may share a line with the read-mostly fields.
   std::atomic<std::uint32_t> spare_leaf_{0};

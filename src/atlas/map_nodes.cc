@@ -6,11 +6,11 @@
 namespace midatlas::internal {
 
 LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
-                         void* context_for_first_slot) noexcept {
+                         std::uint64_t serial, void* context_for_first_slot) noexcept {
   void* memory =
       ::operator new(AllocationSize(capacity), std::align_val_t{alignof(LeafMap)}, std::nothrow);
   if (memory == nullptr) return nullptr;
-  auto* leaf = new (memory) LeafMap(index, capacity, valid_slots);
+  auto* leaf = new (memory) LeafMap(index, capacity, valid_slots, serial);
   leaf->reclaim = &LeafMap::Reclaim;
   std::atomic<void*>* contexts = leaf->contexts();
   for (std::uint32_t slot = 0; slot < capacity; ++slot) {

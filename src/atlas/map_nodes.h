@@ -6,7 +6,7 @@
 // aligned:
 //
 //   +----------------------------------------------+  offset 0
-//   | Retirable (24) | index | valid | capacity     |  read-only while attached
+//   | Retirable (24) | serial | index | valid | cap |  read-only while attached
 //   +----------------------------------------------+  offset 64
 //   | FreeStack head (8) ........................ |  its own line: every associate and
 //   +----------------------------------------------+  dissociate CASes it  offset 128
@@ -59,8 +59,9 @@ class alignas(64) LeafMap : public Retirable {
   // `context_for_first_slot` (and valid_slots > 0), slot 0 is handed to the caller already
   // holding it and the other slots are on the free stack; else every slot is. Returns nullptr
   // when memory is short.
+  // `serial` names this leaf object among every leaf its atlas ever creates (AC6's key).
   static LeafMap* Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
-                         void* context_for_first_slot) noexcept;
+                         std::uint64_t serial, void* context_for_first_slot) noexcept;
   static void Destroy(LeafMap* leaf) noexcept;
   [[nodiscard]] static std::size_t AllocationSize(std::uint32_t capacity) noexcept {
     return sizeof(LeafMap) + capacity * (sizeof(std::atomic<void*>) + sizeof(std::atomic<std::uint32_t>));
@@ -139,6 +140,7 @@ class alignas(64) LeafMap : public Retirable {
   [[nodiscard]] const FreeStack& stack() const noexcept { return stack_; }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
   [[nodiscard]] std::uint32_t valid_slots() const noexcept { return valid_slots_; }
+  [[nodiscard]] std::uint64_t serial() const noexcept { return serial_; }
 
   // Slots held (popped and not pushed back); 0 for a frozen leaf.
   [[nodiscard]] std::uint32_t HeldSlots() const noexcept {
@@ -147,8 +149,9 @@ class alignas(64) LeafMap : public Retirable {
   }
 
  private:
-  LeafMap(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots) noexcept
-      : index_(index), valid_slots_(valid_slots), capacity_(capacity) {}
+  LeafMap(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
+          std::uint64_t serial) noexcept
+      : serial_(serial), index_(index), valid_slots_(valid_slots), capacity_(capacity) {}
 
   [[nodiscard]] std::atomic<void*>* contexts() noexcept {
     return reinterpret_cast<std::atomic<void*>*>(this + 1);
@@ -159,6 +162,7 @@ class alignas(64) LeafMap : public Retirable {
 
   static void Reclaim(Retirable* self) noexcept { Destroy(static_cast<LeafMap*>(self)); }
 
+  std::uint64_t serial_;
   std::uint32_t index_;
   std::uint32_t valid_slots_;
   std::uint32_t capacity_;

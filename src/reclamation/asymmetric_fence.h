@@ -1,19 +1,24 @@
 // Asymmetric fences: a cheap barrier for the frequent side (a reader publishing a hazard
 // pointer) and an expensive one for the rare side (a reclaimer about to scan hazard pointers).
 //
-// Pairing: every AsymmetricLightBarrier() (a compiler barrier) pairs with every
-// AsymmetricHeavyBarrier(), which makes every CPU currently running a thread of this process
-// execute a full barrier. Together they give the store->load ordering of two seq_cst fences:
-// either the reader's hazard store is visible to the reclaimer's scan, or the reclaimer's
-// unlink is visible to the reader's re-load.
+// Pairing: every AsymmetricLightBarrier() pairs with every AsymmetricHeavyBarrier(). Together
+// they give the store->load ordering of two seq_cst fences: either the reader's hazard store
+// is visible to the reclaimer's scan, or the reclaimer's unlink is visible to the reader's
+// re-load. Two forms, decided once per process before any thread holds a hazard record:
 //
-// The heavy side is membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED). Where the kernel refuses it
-// (old kernels, seccomp filters) the heavy side falls back to changing the protection of a
-// private page, which makes the kernel interrupt every CPU that may cache its translation
-// (a TLB shoot-down) - the same effect, slower. Either way the reader never pays for a fence,
-// and never needs to know which one the reclaimer uses.
+//   membarrier form (Linux with MEMBARRIER_CMD_PRIVATE_EXPEDITED, any architecture):
+//     light = a compiler barrier; heavy = membarrier, which runs a full barrier on every CPU
+//     currently running a thread of this process. Should a later membarrier call fail, the
+//     heavy barrier reports it and the reclaimer frees nothing that time.
+//   fenced form (no membarrier, or MIDATLAS_FENCED_READERS=1):
+//     light = a seq_cst fence (x86 mfence, ARMv8 dmb ish); heavy = a seq_cst fence. The
+//     classic symmetric protocol: correct on every architecture, a fence per protection.
 //
-// ThreadSanitizer models neither. Under it (kIsTsan) the hazard handshake uses seq_cst
+// (An earlier fallback revoked write access to a page to force TLB shoot-down interrupts; that
+// orders other CPUs only where the shoot-down interrupts them, which arm64's broadcast TLB
+// invalidation and recent AMD CPUs' INVLPGB do not, so it is gone.)
+//
+// ThreadSanitizer models neither form. Under it (kIsTsan) the hazard handshake uses seq_cst
 // operations instead and the heavy side adds a seq_cst RMW (SeqCstFence, (fence:F1)).
 #ifndef MIDATLAS_SRC_RECLAMATION_ASYMMETRIC_FENCE_H_
 #define MIDATLAS_SRC_RECLAMATION_ASYMMETRIC_FENCE_H_
@@ -24,9 +29,16 @@
 
 namespace midatlas::internal {
 
-// Registers this process for expedited membarrier once (or prepares the fallback); safe to
-// call from any thread, any number of times. The hazard domain calls it from its constructor.
+// Decides the form once per process (registering for expedited membarrier); safe to call
+// from any thread, any number of times. The hazard domain calls it from its constructor.
 void InitAsymmetricFences() noexcept;
+
+// True in the fenced form (for tests and diagnostics).
+bool ReadersFence() noexcept;
+
+namespace fence_detail {
+extern constinit bool readers_fence;  // the fenced form: set once by InitAsymmetricFences
+}  // namespace fence_detail
 
 // A full fence that ThreadSanitizer can also reason about: TSan ignores (and GCC warns about)
 // std::atomic_thread_fence, so TSan builds use a seq_cst read-modify-write of a private word,
@@ -42,15 +54,23 @@ inline void SeqCstFence() noexcept {
   }
 }
 
-// A compiler barrier: keeps the hazard store (hp:H2) before the validating re-load (hp:H3) in
-// program order; the hardware order comes from (fence:F3) on the other side.
+// Keeps the hazard store (hp:H2) before the validating re-load (hp:H3). In the membarrier
+// form a compiler barrier (the hardware order comes from (fence:F3) on the other side); in
+// the fenced form a full fence. The form never changes once a record exists, so the branch
+// is perfectly predicted.
 inline void AsymmetricLightBarrier() noexcept {
-  // (fence:F2) seq_cst signal fence: a compiler barrier only; pairs with (fence:F3).
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (fence_detail::readers_fence) [[unlikely]] {
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // (fence:F2), fenced form
+  } else {
+    // (fence:F2) seq_cst signal fence: a compiler barrier only; pairs with (fence:F3).
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
 }
 
-// Pairs with every (fence:F2) in every thread of the process: (fence:F3), below.
-void AsymmetricHeavyBarrier() noexcept;
+// Pairs with every (fence:F2) in every thread of the process: (fence:F3) in the membarrier
+// form, (fence:F1) in the fenced form. False when membarrier failed this time: the caller
+// must then free nothing.
+[[nodiscard]] bool AsymmetricHeavyBarrier() noexcept;
 
 }  // namespace midatlas::internal
 

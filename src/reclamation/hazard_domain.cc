@@ -1,8 +1,12 @@
 #include "reclamation/hazard_domain.h"
 
+#include <pthread.h>
+
 #include <bit>
 #include <cassert>
+#include <cstdlib>
 #include <new>
+#include <thread>
 
 namespace midatlas::internal {
 
@@ -34,7 +38,7 @@ HazardDomain& HazardDomain::Default() noexcept {
   return *kDomain;
 }
 
-HazardRecord* HazardDomain::AcquireRecord() {
+HazardRecord* HazardDomain::AcquireRecord() noexcept {
   // (hp:P1) acquire: pairs with (hp:P2), so the links and fields of records pushed by others
   // are visible.
   for (HazardRecord* record = records_.load(std::memory_order_acquire); record != nullptr;
@@ -48,7 +52,13 @@ HazardRecord* HazardDomain::AcquireRecord() {
       return record;
     }
   }
-  auto* record = new HazardRecord();
+  auto* record = new (std::nothrow) HazardRecord();
+  if (record == nullptr) return nullptr;
+  AddRecord(record);
+  return record;
+}
+
+void HazardDomain::AddRecord(HazardRecord* record) noexcept {
   record->domain_ = this;
   record->owned_.store(true, std::memory_order_relaxed);  // not yet shared: relaxed
   HazardRecord* head = records_.load(std::memory_order_relaxed);  // validated by the CAS
@@ -58,7 +68,6 @@ HazardRecord* HazardDomain::AcquireRecord() {
   } while (!records_.compare_exchange_weak(head, record, std::memory_order_release,
                                            std::memory_order_relaxed));
   record_count_.fetch_add(1, std::memory_order_relaxed);  // statistic only
-  return record;
 }
 
 void HazardDomain::ReleaseRecord(HazardRecord* record) noexcept {
@@ -74,9 +83,9 @@ void HazardDomain::ReleaseRecord(HazardRecord* record) noexcept {
   }
 }
 
-std::atomic<const void*>* HazardRecord::TakeSlotFromChain() {
+std::atomic<const void*>* HazardRecord::TakeSlotFromChain() noexcept {
   if (chained_ == nullptr) chained_ = domain_->AcquireRecord();
-  return chained_->TakeSlot();
+  return chained_ == nullptr ? nullptr : chained_->TakeSlot();
 }
 
 void HazardRecord::GiveBackToChain(std::atomic<const void*>* slot) noexcept {
@@ -143,7 +152,14 @@ std::size_t HazardDomain::Reclaim() noexcept {
   // Every object on `list` was unlinked before it was retired. After the heavy
   // barrier (fence:F3), a reader either published its hazard (hp:H2) visibly to the scan
   // below, or its validating re-load (hp:H3) sees the unlink and it never reads the object.
-  AsymmetricHeavyBarrier();
+  if (!AsymmetricHeavyBarrier()) [[unlikely]] {
+    Retirable* last = list;
+    std::size_t count = 1;
+    for (; last->retired_next != nullptr; last = last->retired_next) ++count;
+    PushRetired(list, last, count);  // no barrier, no scan: keep everything for next time
+    retired_count_.fetch_sub(count, std::memory_order_relaxed);  // PushRetired counted again
+    return 0;
+  }
 
   std::size_t taken = 0;
   std::size_t freed = 0;
@@ -182,29 +198,85 @@ namespace hazard_detail {
 constinit thread_local HazardRecord* this_thread_record = nullptr;
 
 namespace {
-// Returns the thread's record to the default domain when the thread exits. Kept apart from
-// `this_thread_record` so that the hot path reads a trivially initialized thread_local.
-struct ThreadRecordReturner {
-  HazardRecord* record = nullptr;
-  ThreadRecordReturner() = default;
-  ThreadRecordReturner(const ThreadRecordReturner&) = delete;
-  ThreadRecordReturner& operator=(const ThreadRecordReturner&) = delete;
-  ~ThreadRecordReturner() {
-    if (record != nullptr) {
-      HazardDomain::Default().ReleaseRecord(record);
-      this_thread_record = nullptr;
-    }
-  }
-};
+
+// Runs at thread exit, after the thread's C++ thread_local destructors (glibc calls those
+// first, then the pthread key destructors), so a thread_local destructor that used an atlas
+// has already finished with the record. If a later key destructor takes a record again, the
+// key is set again and glibc runs this once more (up to PTHREAD_DESTRUCTOR_ITERATIONS).
+void ReturnThreadRecord(void* record) noexcept {
+  this_thread_record = nullptr;
+  HazardDomain::Default().ReleaseRecord(static_cast<HazardRecord*>(record));
+}
+
+pthread_key_t ThreadRecordKey() noexcept {
+  static const pthread_key_t kKey = [] {
+    pthread_key_t key{};
+    // Without the key no record could ever be returned; a process that cannot create one
+    // key at its first atlas operation is out of resources for good.
+    if (pthread_key_create(&key, ReturnThreadRecord) != 0) std::abort();
+    return key;
+  }();
+  return kKey;
+}
+
 }  // namespace
 
-HazardRecord* AcquireThisThreadRecordSlow() {
-  static thread_local ThreadRecordReturner returner;
+HazardRecord* AcquireThisThreadRecordSlow() noexcept {
+  const pthread_key_t key = ThreadRecordKey();
   HazardRecord* record = HazardDomain::Default().AcquireRecord();
-  returner.record = record;
+  if (record == nullptr) return nullptr;
+  if (pthread_setspecific(key, record) != 0) {  // ENOMEM: the key's storage
+    HazardDomain::Default().ReleaseRecord(record);
+    return nullptr;
+  }
   this_thread_record = record;
   return record;
 }
 
 }  // namespace hazard_detail
+
+namespace {
+
+// The emergency record (RecordLease): static storage, so lending it never allocates.
+struct EmergencyRecord {
+  HazardRecord record;
+  // Lent to one thread at a time: (hp:E1)/(hp:E2).
+  std::atomic<bool> lent{false};
+};
+
+EmergencyRecord& Emergency() noexcept {
+  static EmergencyRecord* const kEmergency = [] {
+    static EmergencyRecord storage;
+    HazardDomain::Default().AddRecord(&storage.record);  // owned for good by the lease
+    return &storage;
+  }();
+  return *kEmergency;
+}
+
+// How many leases this thread holds on the emergency record (an operation under a lease may
+// run another, e.g. a context destructor that maps a MID).
+constinit thread_local int emergency_depth = 0;
+
+}  // namespace
+
+HazardRecord* RecordLease::LeaseEmergencyRecord() noexcept {
+  EmergencyRecord& emergency = Emergency();
+  emergency_ = true;
+  if (emergency_depth++ > 0) return &emergency.record;
+  // A test-and-test-and-set lock: taken only under memory exhaustion, for one operation.
+  // (hp:E1) acquire exchange: pairs with (hp:E2), so the previous borrower's use of the
+  // record, its clears (hp:H4) included, happens-before ours.
+  while (emergency.lent.exchange(true, std::memory_order_acquire)) {
+    // relaxed: only waits; the exchange (hp:E1) decides.
+    while (emergency.lent.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+  return &emergency.record;
+}
+
+void RecordLease::ReturnEmergencyRecord() noexcept {
+  if (--emergency_depth > 0) return;
+  // (hp:E2) release: pairs with the next borrower's (hp:E1).
+  Emergency().lent.store(false, std::memory_order_release);
+}
+
 }  // namespace midatlas::internal

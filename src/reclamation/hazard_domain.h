@@ -76,7 +76,8 @@ class alignas(64) HazardRecord {
   // A free slot of this record or of a record chained to it, taken for the caller until
   // GiveBack. Owner thread only. Allocates a chained record only when all kSlots slots of
   // every record of the chain are taken (a thread holding more than kSlots guards at once).
-  [[nodiscard]] std::atomic<const void*>* TakeSlot() {
+  // nullptr only when every slot is taken and the chained record cannot be allocated.
+  [[nodiscard]] std::atomic<const void*>* TakeSlot() noexcept {
     if (free_mask_ == 0) [[unlikely]] return TakeSlotFromChain();
     const auto index = static_cast<unsigned>(std::countr_zero(free_mask_));
     free_mask_ &= free_mask_ - 1;
@@ -105,7 +106,7 @@ class alignas(64) HazardRecord {
   friend class HazardDomain;
   static constexpr std::uint32_t kAllFree = ((1U << kSlots) - 1) & ~(1U << kLeafSlot);
 
-  std::atomic<const void*>* TakeSlotFromChain();
+  std::atomic<const void*>* TakeSlotFromChain() noexcept;
   void GiveBackToChain(std::atomic<const void*>* slot) noexcept;
 
   std::array<std::atomic<const void*>, kSlots> slots_{};
@@ -139,9 +140,9 @@ class HazardDomain {
   // static destruction can still return their records.
   static HazardDomain& Default() noexcept;
 
-  // A record for the calling thread; reuses a released one when it can, else allocates
-  // (std::bad_alloc escapes only from here).
-  HazardRecord* AcquireRecord();
+  // A record for the calling thread; reuses a released one when it can, else allocates.
+  // nullptr when memory is short (see RecordLease for what callers do then).
+  HazardRecord* AcquireRecord() noexcept;
   // Returns a record (and the records chained to it); no guard on it may be alive.
   void ReleaseRecord(HazardRecord* record) noexcept;
 
@@ -155,6 +156,9 @@ class HazardDomain {
   [[nodiscard]] std::size_t retired_count() const noexcept;
   [[nodiscard]] std::size_t record_count() const noexcept;
 
+  // Pushes a record that the caller allocated (or owns statically) onto the list, owned.
+  void AddRecord(HazardRecord* record) noexcept;
+
  private:
   bool IsProtected(const Retirable* object) const noexcept;
   void PushRetired(Retirable* first, Retirable* last, std::size_t count) noexcept;
@@ -167,15 +171,52 @@ class HazardDomain {
 };
 
 // The calling thread's record in HazardDomain::Default(), acquired on its first call and
-// returned to the domain when the thread exits. The fast path is one thread-local load.
+// returned to the domain when the thread exits, after the thread's C++ thread_local
+// destructors (a pthread key destructor returns it, so a thread_local destructor that still
+// uses an atlas finds its record, or takes a new one that the key returns in turn). The fast
+// path is one thread-local load.
 namespace hazard_detail {
 extern constinit thread_local HazardRecord* this_thread_record;
-HazardRecord* AcquireThisThreadRecordSlow();
+// nullptr when memory is short.
+HazardRecord* AcquireThisThreadRecordSlow() noexcept;
 }  // namespace hazard_detail
 
-inline HazardRecord& ThisThreadRecord() {
+// The calling thread's record, or nullptr when the thread has none and none can be allocated.
+inline HazardRecord* TryThisThreadRecord() noexcept {
   HazardRecord* record = hazard_detail::this_thread_record;
   if (record == nullptr) [[unlikely]] record = hazard_detail::AcquireThisThreadRecordSlow();
+  return record;
+}
+
+// A record for the duration of one operation: the calling thread's own, or - when the thread
+// has none and memory is too short to allocate one - the domain's one emergency record, which
+// lives in static storage and is lent to one such thread at a time (the others wait). So every
+// operation still gives its documented answer under memory exhaustion; only its progress
+// guarantee weakens (blocking instead of lock-free) until the thread gets a record of its own.
+class RecordLease {
+ public:
+  RecordLease() noexcept : record_(TryThisThreadRecord()) {
+    if (record_ == nullptr) [[unlikely]] record_ = LeaseEmergencyRecord();
+  }
+  RecordLease(const RecordLease&) = delete;
+  RecordLease& operator=(const RecordLease&) = delete;
+  ~RecordLease() {
+    if (emergency_) [[unlikely]] ReturnEmergencyRecord();
+  }
+  [[nodiscard]] HazardRecord& record() const noexcept { return *record_; }
+
+ private:
+  HazardRecord* LeaseEmergencyRecord() noexcept;
+  void ReturnEmergencyRecord() noexcept;
+
+  HazardRecord* record_;
+  bool emergency_ = false;
+};
+
+// The calling thread's record; for tests and code that can afford to fail hard.
+inline HazardRecord& ThisThreadRecord() noexcept {
+  HazardRecord* record = TryThisThreadRecord();
+  MIDATLAS_INVARIANT(record != nullptr, "HG4", "out of memory for this thread's hazard record");
   return *record;
 }
 
