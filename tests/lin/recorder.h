@@ -114,7 +114,7 @@ class Recorder {
  private:
   // Runs with every worker waiting at the barrier.
   void BetweenRounds() {
-    if (atlas_ != nullptr) {
+    if (atlas_.has_value()) {
       CheckRound();
       atlas_.reset();
     }
