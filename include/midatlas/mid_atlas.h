@@ -65,6 +65,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <new>
 #include <utility>
 
 #include "absl/functional/function_ref.h"
@@ -196,9 +197,13 @@ class TypedMidAtlas {
   static absl::StatusOr<TypedMidAtlas> Create(Options options) {
     AtlasOptions untyped{.max_mids = options.max_mids, .initial_mids = options.initial_mids};
     if (options.context_destructor) {
-      untyped.context_destructor = [destroy = std::move(options.context_destructor)](void* p) {
-        destroy(static_cast<T*>(p));
-      };
+      try {  // wrapping the destructor may allocate
+        untyped.context_destructor = [destroy = std::move(options.context_destructor)](void* p) {
+          destroy(static_cast<T*>(p));
+        };
+      } catch (const std::bad_alloc&) {
+        return absl::Status(absl::StatusCode::kResourceExhausted, {});
+      }
     }
     absl::StatusOr<MidAtlas> atlas = MidAtlas::Create(std::move(untyped));
     if (!atlas.ok()) return atlas.status();

@@ -50,19 +50,25 @@ bool IsOutOfMemory(const absl::Status& status) noexcept {
 }
 
 absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
-  if (options.max_mids == 0 || options.max_mids > kMaxMidsLimit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_mids must be in 1..", kMaxMidsLimit, ", got ", options.max_mids));
+  // Create answers out of memory with a status, as every other call does; the messages of its
+  // errors are the only allocations that could throw here.
+  try {
+    if (options.max_mids == 0 || options.max_mids > kMaxMidsLimit) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_mids must be in 1..", kMaxMidsLimit, ", got ", options.max_mids));
+    }
+    if (options.initial_mids == 0 || options.initial_mids > options.max_mids) {
+      return absl::InvalidArgumentError(absl::StrCat("initial_mids must be in 1..max_mids (",
+                                                     options.max_mids, "), got ",
+                                                     options.initial_mids));
+    }
+    AtlasCore* core = AtlasCore::New(options.max_mids, options.initial_mids,
+                                     std::move(options.context_destructor));
+    if (core == nullptr) return ErrorFor(AtlasResult::kOutOfMemory);
+    return MidAtlas(core);
+  } catch (const std::bad_alloc&) {
+    return ErrorFor(AtlasResult::kOutOfMemory);
   }
-  if (options.initial_mids == 0 || options.initial_mids > options.max_mids) {
-    return absl::InvalidArgumentError(absl::StrCat("initial_mids must be in 1..max_mids (",
-                                                   options.max_mids, "), got ",
-                                                   options.initial_mids));
-  }
-  AtlasCore* core = AtlasCore::New(options.max_mids, options.initial_mids,
-                                   std::move(options.context_destructor));
-  if (core == nullptr) return absl::ResourceExhaustedError("out of memory creating a MID atlas");
-  return MidAtlas(core);
 }
 
 MidAtlas& MidAtlas::operator=(MidAtlas&& other) noexcept {
