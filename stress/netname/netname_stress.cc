@@ -5,10 +5,10 @@
 //   netname_stress [--threads=N] [--seconds=S] [--ops=N] [--seed=N] [--round=N] [--hold=N]
 //                  [--generation=N]
 //
-// Seeded (the seed is printed at the start and with every failure; without --seed one is
-// drawn at random), bounded both by time and by total operations; threads start on a latch
-// and meet at a barrier every --round operations, never sleeping. Exit status: 0 pass,
-// 1 violation, 2 usage.
+// Run by the stress harness (stress/harness/harness.h): seeded (the seed is printed at the
+// start and with every failure; without --seed one is drawn at random), bounded both by time
+// and by total operations; threads start on a latch and meet at a barrier every --round
+// operations, never sleeping. Exit status: 0 pass, 1 violation, 2 usage.
 //
 // Each thread repeatedly, at random:
 //   create   FindOrCreate of a name from a small universe (4 servers x 4 shares, 3-component
@@ -39,94 +39,28 @@
 //   entry read   read of a freed entry (the debug, TSan and ASan builds reclaim on every retire).
 //   the end      once every reference is gone the table is empty and every request was
 //                delivered.
-#include <algorithm>
 #include <atomic>
-#include <barrier>
-#include <charconv>
-#include <chrono>
 #include <cinttypes>
-#include <cstdarg>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <latch>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "harness/harness.h"
 #include "midatlas/mid_atlas.h"
 #include "midatlas/net_name_table.h"
 
 namespace midatlas::stress {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct Flags {
-  int threads = 8;
-  double seconds = 3;
-  std::uint64_t ops = 2'000'000;
-  std::uint64_t seed = 0;
-  bool seed_given = false;
-  std::uint64_t round = 500;
-  std::size_t hold = 6;
-  std::uint64_t generation = 5;  // phases per table; then all is released, a new table made
-};
-
-std::uint64_t g_seed = 0;
-std::atomic<int> g_violations{0};
-
-void Fail(const char* format, ...) {
-  std::va_list args;
-  va_start(args, format);
-  std::fprintf(stderr, "VIOLATION (seed %" PRIu64 "): ", g_seed);
-  std::vfprintf(stderr, format, args);
-  std::fprintf(stderr, "\n");
-  va_end(args);
-  g_violations.fetch_add(1, std::memory_order_relaxed);
-}
-
-bool ParseFlag(std::string_view arg, std::string_view name, std::uint64_t* out) {
-  if (!arg.starts_with(name)) return false;
-  arg.remove_prefix(name.size());
-  return std::from_chars(arg.data(), arg.data() + arg.size(), *out).ec == std::errc();
-}
-
-bool ParseFlags(int argc, char** argv, Flags* flags) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    std::uint64_t value = 0;
-    if (ParseFlag(arg, "--threads=", &value) && value > 0 && value <= 256) {
-      flags->threads = static_cast<int>(value);
-    } else if (ParseFlag(arg, "--seconds=", &value)) {
-      flags->seconds = static_cast<double>(value);
-    } else if (ParseFlag(arg, "--ops=", &value)) {
-      flags->ops = value;
-    } else if (ParseFlag(arg, "--seed=", &value)) {
-      flags->seed = value;
-      flags->seed_given = true;
-    } else if (ParseFlag(arg, "--round=", &value) && value > 0) {
-      flags->round = value;
-    } else if (ParseFlag(arg, "--generation=", &value) && value > 0) {
-      flags->generation = value;
-    } else if (ParseFlag(arg, "--hold=", &value) && value > 0) {
-      flags->hold = static_cast<std::size_t>(value);
-    } else {
-      std::fprintf(stderr, "unknown or bad flag: %s\n", argv[i]);
-      return false;
-    }
-  }
-  return true;
-}
 
 // ----------------------------------------------------------------------------------------
 // Requests and the provider.
@@ -227,12 +161,15 @@ struct Held {
 };
 
 struct ThreadState {
+  std::mt19937_64 rng;
   std::vector<Held> held;
+  Local local;
 };
 
-void TakeBack(Held& held) {
+void TakeBack(Held& held, Local& local) {
   for (const auto& [mid, request] : held.requests) {
     absl::StatusOr<void*> back = held.ref.atlas()->MapAndDissociate(mid);
+    ++local.checks;
     if (!back.ok() || *back != request) {
       Fail("MapAndDissociate of our own MID %u did not return our request", unsigned{mid});
       continue;
@@ -243,11 +180,13 @@ void TakeBack(Held& held) {
   held.requests.clear();
 }
 
-void Create(NetNameTable& table, ThreadState& state, const Flags& flags, std::mt19937_64& rng) {
+void Create(NetNameTable& table, ThreadState& state, const Flags& flags) {
+  std::mt19937_64& rng = state.rng;
   if (state.held.size() >= flags.hold) return;
   const EntryName entry = RandomEntryName(rng);
   std::uint32_t session = static_cast<std::uint32_t>(rng() % 4);
   absl::StatusOr<NetNameRef> ref = table.FindOrCreate(entry.name, entry.kind, &session);
+  ++state.local.checks;
   if (session == kFailingSession) {
     if (!absl::IsPermissionDenied(ref.status())) {
       Fail("a provider error came back as %s", ref.status().ToString().c_str());
@@ -274,15 +213,18 @@ void Create(NetNameTable& table, ThreadState& state, const Flags& flags, std::mt
     held.requests.emplace_back(*mid, request);
   } else {
     delete request;  // all MIDs in use: never associated
+    ++state.local.refused;
     if (!IsAllMidsInUse(mid.status())) Fail("Associate: %s", mid.status().ToString().c_str());
   }
   state.held.push_back(std::move(held));
 }
 
-void Lookup(const NetNameTable& table, std::mt19937_64& rng) {
+void Lookup(const NetNameTable& table, ThreadState& state) {
+  std::mt19937_64& rng = state.rng;
   const std::string path = RandomPath(rng);
   const ConnectionId id = IdOf(static_cast<std::uint32_t>(rng() % 3));
   absl::StatusOr<NetNameMatch> match = table.Lookup(path, id);
+  ++state.local.checks;
   if (!match.ok()) {
     if (!absl::IsNotFound(match.status())) {
       Fail("Lookup(%s): %s", path.c_str(), match.status().ToString().c_str());
@@ -302,27 +244,30 @@ void Lookup(const NetNameTable& table, std::mt19937_64& rng) {
   static_cast<void>(match->entry.atlas()->Map(static_cast<Mid>(rng() % 50)));
 }
 
-void Release(ThreadState& state, std::mt19937_64& rng) {
+void Release(ThreadState& state) {
+  std::mt19937_64& rng = state.rng;
   if (state.held.empty()) return;
   const std::size_t at = static_cast<std::size_t>(rng() % state.held.size());
   Held& held = state.held[at];
-  if (rng() % 2 == 0) TakeBack(held);  // else they stay outstanding for the teardown
+  if (rng() % 2 == 0) TakeBack(held, state.local);  // else they stay outstanding for the teardown
   held.requests.clear();
   state.held.erase(state.held.begin() + static_cast<std::ptrdiff_t>(at));
 }
 
-void Remove(NetNameTable& table, ThreadState& state, std::mt19937_64& rng) {
+void Remove(NetNameTable& table, ThreadState& state) {
+  std::mt19937_64& rng = state.rng;
   if (state.held.empty()) return;
   static_cast<void>(
       table.Remove(state.held[static_cast<std::size_t>(rng() % state.held.size())].ref));
 }
 
 // With no call running: references to entries still in the table agree per key.
-void CheckOneEntryPerKey(std::vector<ThreadState>& states) {
+void CheckOneEntryPerKey(std::vector<ThreadState>& states, Local& local) {
   std::map<std::tuple<std::string, std::string>, NetNameRef> seen;
   for (ThreadState& state : states) {
     for (Held& held : state.held) {
       if (!held.ref.in_table()) continue;
+      ++local.checks;
       const auto& bytes = held.ref.connection_id().bytes;
       auto key = std::make_tuple(Lower(held.ref.name()), std::string(bytes.begin(), bytes.end()));
       auto [it, inserted] = seen.emplace(key, held.ref);
@@ -334,119 +279,116 @@ void CheckOneEntryPerKey(std::vector<ThreadState>& states) {
   }
 }
 
-int Run(const Flags& flags) {
-  std::printf("netname_stress: seed %" PRIu64 ", %d threads, %.1f s, %" PRIu64 " ops\n", g_seed,
-              flags.threads, flags.seconds, flags.ops);
-  std::fflush(stdout);
-  {
-    // A fresh table starts with 2 buckets, so every table generation grows through several
-    // resizes while the threads race (old bucket arrays retired under readers, NN5/NN6).
-    auto make_table = []() -> std::unique_ptr<NetNameTable> {
-      NetNameTable::Options options;
-      options.atlas = {.max_mids = 64, .initial_mids = 16};
-      options.initial_buckets = 2;
-      options.provider = std::make_shared<StressProvider>();
-      options.outstanding_context = [](std::string_view server, const ConnectionId& id,
-                                       void* context) {
-        auto* request = static_cast<Request*>(context);
-        if (request->magic == kMagic && (request->server != server || request->id != id)) {
-          Fail("handler got a request of %s for %.*s", request->server.c_str(),
-               static_cast<int>(server.size()), server.data());
-        }
-        g_handed_over.fetch_add(1, std::memory_order_relaxed);
-        Deliver(request, "handler");
-      };
-      absl::StatusOr<std::unique_ptr<NetNameTable>> created =
-          NetNameTable::Create(std::move(options));
-      if (!created.ok()) {
-        Fail("Create: %s", created.status().ToString().c_str());
-        return nullptr;
-      }
-      return *std::move(created);
-    };
-    std::unique_ptr<NetNameTable> table = make_table();
-    if (table == nullptr) return 1;
-    std::uint64_t generations = 1;
+// A fresh table starts with 2 buckets, so every table generation grows through several
+// resizes while the threads race (old bucket arrays retired under readers, NN5/NN6).
+std::unique_ptr<NetNameTable> MakeTable() {
+  NetNameTable::Options options;
+  options.atlas = {.max_mids = 64, .initial_mids = 16};
+  options.initial_buckets = 2;
+  options.provider = std::make_shared<StressProvider>();
+  options.outstanding_context = [](std::string_view server, const ConnectionId& id,
+                                   void* context) {
+    auto* request = static_cast<Request*>(context);
+    if (request->magic == kMagic && (request->server != server || request->id != id)) {
+      Fail("handler got a request of %s for %.*s", request->server.c_str(),
+           static_cast<int>(server.size()), server.data());
+    }
+    g_handed_over.fetch_add(1, std::memory_order_relaxed);
+    Deliver(request, "handler");
+  };
+  absl::StatusOr<std::unique_ptr<NetNameTable>> created = NetNameTable::Create(std::move(options));
+  if (!created.ok()) {
+    Fail("Create: %s", created.status().ToString().c_str());
+    return nullptr;
+  }
+  return *std::move(created);
+}
 
-    const auto threads = static_cast<std::size_t>(flags.threads);
-    std::vector<ThreadState> states(threads);
-    const Clock::time_point deadline =
-        Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                           std::chrono::duration<double>(flags.seconds));
+void RunNetName(const Flags& flags, Tally& tally) {
+  Local main_local;
+  std::uint64_t generations = 1;
+  {
+    std::unique_ptr<NetNameTable> table = MakeTable();
+    if (table == nullptr) return;
+
+    std::vector<ThreadState> states;
+    for (int t = 0; t < flags.threads; ++t) states.push_back({RngFor(flags.seed, t), {}, {}});
+    const Bounds bounds(flags);
     // Every thread leaves the loop in the same phase: the stop decision is made only in the
     // barrier's completion, so no completion ever runs while a thread releases its entries.
-    const std::uint64_t ops_per_phase = flags.round * threads;
-    std::uint64_t phases = 0;
-    std::atomic<bool> stop{false};
-    std::barrier checkpoint(flags.threads, [&]() noexcept {
-      CheckOneEntryPerKey(states);
-      ++phases;
-      if (phases % flags.generation == 0) {
-        // Every thread released everything before arriving: the table must be empty, and
-        // is replaced by a fresh one (destruction waits for its retired bucket array).
-        if (table->size() != 0) Fail("%zu entries left in a drained table", table->size());
-        table = make_table();
-        ++generations;
-        if (table == nullptr) std::abort();
-      }
-      if (Clock::now() >= deadline || phases * ops_per_phase >= flags.ops) {
-        stop.store(true, std::memory_order_relaxed);
-      }
-    });
-    std::latch start(flags.threads);
-    std::vector<std::thread> workers;
-    for (std::size_t t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
-        std::mt19937_64 rng(g_seed * 0x9e3779b97f4a7c15ULL + t);
-        ThreadState& state = states[t];
-        start.arrive_and_wait();
-        // relaxed: written only in the barrier's completion, which the barrier orders.
-        while (!stop.load(std::memory_order_relaxed)) {
-          for (std::uint64_t i = 0; i < flags.round; ++i) {
-            const auto dice = rng() % 16;
+    const std::uint64_t ops_per_phase =
+        std::uint64_t{flags.round} * static_cast<std::uint64_t>(flags.threads);
+    std::uint64_t phases = 0;  // written only in the checkpoint, which the barrier orders
+    RunPhases(
+        flags.threads, 1,
+        [&](int t, int) {
+          ThreadState& state = states[static_cast<std::size_t>(t)];
+          for (std::uint32_t i = 0; i < flags.round; ++i) {
+            ++state.local.ops;
+            const auto dice = state.rng() % 16;
             if (dice < 4) {
-              Create(*table, state, flags, rng);
+              Create(*table, state, flags);
             } else if (dice < 12) {
-              Lookup(*table, rng);
+              Lookup(*table, state);
             } else if (dice < 13) {
-              Remove(*table, state, rng);
+              Remove(*table, state);
             } else {
-              Release(state, rng);
+              Release(state);
             }
           }
           // The last phase of a generation ends with every reference released.
-          // `phases` is written only in the completion, which the barrier orders before this.
           if ((phases + 1) % flags.generation == 0) {
-            while (!state.held.empty()) Release(state, rng);
+            while (!state.held.empty()) Release(state);
           }
-          checkpoint.arrive_and_wait();
-        }
-        while (!state.held.empty()) Release(state, rng);
-      });
-    }
-    for (std::thread& worker : workers) worker.join();
-    std::printf("netname_stress: %" PRIu64 " phases, %" PRIu64 " table generations\n", phases,
-                generations);
+        },
+        [&](int) {
+          CheckOneEntryPerKey(states, main_local);
+          ++phases;
+          if (phases % flags.generation == 0) {
+            // Every thread released everything before arriving: the table must be empty, and
+            // is replaced by a fresh one (destruction waits for its retired bucket array).
+            ++main_local.checks;
+            if (table->size() != 0) Fail("%zu entries left in a drained table", table->size());
+            table = MakeTable();
+            ++generations;
+            if (table == nullptr) std::abort();
+          }
+          return bounds.Done(phases * ops_per_phase);
+        },
+        [&](int t) {
+          ThreadState& state = states[static_cast<std::size_t>(t)];
+          while (!state.held.empty()) Release(state);
+        });
+    for (const ThreadState& state : states) state.local.FlushTo(tally);
+    tally.rounds.fetch_add(phases, std::memory_order_relaxed);
+    main_local.checks += 1;
     if (table->size() != 0) Fail("%zu entries left after every reference went", table->size());
   }
-  const std::uint64_t associated = g_associated.load();
-  const std::uint64_t delivered = g_taken_back.load() + g_handed_over.load();
+  const std::uint64_t associated = g_associated.load(std::memory_order_relaxed);
+  const std::uint64_t delivered = g_taken_back.load(std::memory_order_relaxed) +
+                                  g_handed_over.load(std::memory_order_relaxed);
+  main_local.checks += 1;
   if (associated != delivered) {
     Fail("%" PRIu64 " requests associated, %" PRIu64 " delivered", associated, delivered);
   }
-  std::printf("netname_stress: %" PRIu64 " requests: %" PRIu64 " taken back, %" PRIu64
-              " handed to the teardown handler; %d violations\n",
-              associated, g_taken_back.load(), g_handed_over.load(), g_violations.load());
-  return g_violations.load() == 0 ? 0 : 1;
+  main_local.FlushTo(tally);
+  tally.Note("generations", generations);
+  tally.Note("requests", associated);
+  tally.Note("taken_back", g_taken_back.load(std::memory_order_relaxed));
+  tally.Note("handed_to_teardown", g_handed_over.load(std::memory_order_relaxed));
 }
+
+constexpr Scenario kScenarios[] = {{"netname", &RunNetName}};
 
 }  // namespace
 }  // namespace midatlas::stress
 
 int main(int argc, char** argv) {
   using namespace midatlas::stress;
-  Flags flags;
-  if (!ParseFlags(argc, argv, &flags)) return 2;
-  g_seed = flags.seed_given ? flags.seed : std::random_device{}();
-  return Run(flags);
+  return Main({.name = "netname_stress",
+               .defaults = {.threads = 8, .seconds = 3.0, .ops = 2'000'000, .round = 500,
+                            .hold = 6, .generation = 5},
+               .sizes = "round hold generation",
+               .scenarios = kScenarios},
+              argc, argv);
 }
