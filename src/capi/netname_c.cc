@@ -21,6 +21,7 @@ using midatlas::NetNameKind;
 using midatlas::NetNameRef;
 using midatlas::NetNameTable;
 using midatlas::internal::NetNameNode;
+using midatlas::internal::NetNameRefAccess;
 
 // The handles exist only to give C distinct types.
 struct _RX_NET_NAME_TABLE {
@@ -39,7 +40,7 @@ namespace {
 
 NetNameNode* Node(PRX_NET_NAME name) noexcept { return reinterpret_cast<NetNameNode*>(name); }
 PRX_NET_NAME Handle(NetNameRef ref) noexcept {
-  return reinterpret_cast<PRX_NET_NAME>(ref.ReleaseToRaw());
+  return reinterpret_cast<PRX_NET_NAME>(NetNameRefAccess::ReleaseToRaw(std::move(ref)));
 }
 
 NTSTATUS ToNtStatus(const absl::Status& status) noexcept {
@@ -158,9 +159,9 @@ NTSTATUS RxLookupNetName(PRX_NET_NAME_TABLE table, const char* path, size_t path
 
 NTSTATUS RxRemoveNetName(PRX_NET_NAME_TABLE table, PRX_NET_NAME net_name) {
   if (table == nullptr || net_name == nullptr) return STATUS_INVALID_PARAMETER;
-  NetNameRef ref = NetNameRef::AdoptRaw(Node(net_name));
+  NetNameRef ref = NetNameRefAccess::AdoptRaw(Node(net_name));
   const bool removed = table->table->Remove(ref);
-  static_cast<void>(ref.ReleaseToRaw());  // the caller keeps its reference
+  static_cast<void>(NetNameRefAccess::ReleaseToRaw(std::move(ref)));  // the caller keeps its reference
   return removed ? STATUS_SUCCESS : STATUS_NOT_FOUND;
 }
 

@@ -65,6 +65,15 @@ struct NetNameBuckets : Retirable {
   static void Reclaim(Retirable* self) noexcept;
 };
 
+// The C API's way in and out of a NetNameRef: a handle is the node, carrying the one
+// reference the NetNameRef it came from held. NetNameRef keeps these forms private.
+struct NetNameRefAccess {
+  // Gives up `ref`'s reference without releasing it.
+  static NetNameNode* ReleaseToRaw(NetNameRef&& ref) noexcept { return ref.ReleaseToRaw(); }
+  // A NetNameRef owning the one reference `node` carries.
+  static NetNameRef AdoptRaw(NetNameNode* node) noexcept { return NetNameRef::AdoptRaw(node); }
+};
+
 class NetNameCore {
  public:
   explicit NetNameCore(NetNameTable::Options options);

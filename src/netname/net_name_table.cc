@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "reclamation/hazard_domain.h"
 #include "reclamation/hazard_guard.h"
+#include "netname/connection_id.h"
 #include "netname/net_name_core.h"
 #include "netname/net_name_key.h"
 
@@ -499,7 +500,7 @@ absl::StatusOr<NetNameRef> NetNameTable::FindOrCreate(
     std::string_view name, NetNameKind kind, void* request_context,
     const std::optional<AtlasOptions>& server_atlas) {
   absl::StatusOr<ConnectionId> id =
-      ResolveConnectionId(core_->options().provider.get(), request_context);
+      internal::ResolveConnectionId(core_->options().provider.get(), request_context);
   if (!id.ok()) return id.status();
   return FindOrCreateWithId(name, kind, *id, server_atlas);
 }

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "midatlas/mid_atlas.h"
+#include "netname/connection_id.h"
 #include "netname/net_name_key.h"
 
 namespace midatlas {
@@ -188,7 +189,7 @@ TEST(NetNameTableTest, NotImplementedProviderEqualsTheAllZeroId) {
   EXPECT_TRUE(via_provider->connection_id().is_zero());
   NetNameRef zero = MustCreate(*table, "\\\\server\\share", NetNameKind::kNetRoot, ConnectionId{});
   EXPECT_TRUE(*via_provider == zero);
-  EXPECT_EQ(ResolveConnectionId(nullptr, nullptr).value(), ConnectionId{});
+  EXPECT_EQ(internal::ResolveConnectionId(nullptr, nullptr).value(), ConnectionId{});
 }
 
 TEST(NetNameTableTest, ProviderErrorIsReturnedUnchangedAndCreatesNothing) {
