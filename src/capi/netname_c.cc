@@ -201,12 +201,10 @@ VOID RxDereferenceNetName(PRX_NET_NAME net_name) {
 
 PRX_MID_ATLAS RxGetNetNameMidAtlas(PRX_NET_NAME net_name) {
   if (net_name == nullptr) return nullptr;
-  const NetNameNode* node = Node(net_name);
-  const NetNameNode* server = node->server_call != nullptr ? node->server_call : node;
-  if (!server->atlas.has_value()) return nullptr;
+  midatlas::MidAtlas* atlas = Node(net_name)->ConnectionAtlas();
+  if (atlas == nullptr) return nullptr;
   // The C atlas handle is the core object itself (see midatlax.cc).
-  return midatlas::internal::HandleOf(
-      midatlas::internal::FrontEndAccess::Core(*server->atlas));
+  return midatlas::internal::HandleOf(midatlas::internal::FrontEndAccess::Core(*atlas));
 }
 
 RX_NET_NAME_TYPE RxGetNetNameType(PRX_NET_NAME net_name) {

@@ -53,6 +53,16 @@ struct NetNameNode : Retirable {
   mutable std::optional<MidAtlas> atlas;
   std::string name;
 
+  // The server call this entry belongs to: the one a net root holds, or a server call itself.
+  [[nodiscard]] NetNameNode& Connection() noexcept {
+    return server_call != nullptr ? *server_call : *this;
+  }
+  // The connection's atlas; null only once the server call's last release drained it.
+  [[nodiscard]] MidAtlas* ConnectionAtlas() noexcept {
+    std::optional<MidAtlas>& connection_atlas = Connection().atlas;
+    return connection_atlas.has_value() ? &*connection_atlas : nullptr;
+  }
+
   static void Reclaim(Retirable* self) noexcept { delete static_cast<NetNameNode*>(self); }
 };
 
@@ -62,7 +72,54 @@ struct NetNameBuckets : Retirable {
   int parity = 0;
   std::unique_ptr<std::atomic<NetNameNode*>[]> heads;
 
+  // The head of the chain that keys with `hash` belong to.
+  [[nodiscard]] std::atomic<NetNameNode*>& Head(std::uint64_t hash) const noexcept {
+    return heads[hash & mask];
+  }
+
   static void Reclaim(Retirable* self) noexcept;
+};
+
+// Who walks a chain: a reader (no lock; a hazard on the array, NN4) or a writer holding
+// the core's mutex (NN1). It decides the order of the walk's loads.
+enum class Walker : std::uint8_t { kReader, kWriter };
+
+// The one walk over a bucket chain, used by every chain operation: lookups, find-or-create,
+// unlink and resize. At each step it stands on a node and knows the link that points to it
+// (the bucket head or the previous node's next[parity]), so a writer can unlink that node.
+class ChainCursor {
+ public:
+  // The chain of `buckets` that keys with `hash` belong to.
+  ChainCursor(const NetNameBuckets& buckets, std::uint64_t hash, Walker walker) noexcept
+      : parity_(static_cast<std::size_t>(buckets.parity)),
+        walker_(walker),
+        link_(&buckets.Head(hash)),
+        node_(Load(*link_)) {}
+
+  // The node the cursor stands on; null past the end of the chain.
+  [[nodiscard]] NetNameNode* node() const noexcept { return node_; }
+  // The link that points to node().
+  [[nodiscard]] std::atomic<NetNameNode*>& link() const noexcept { return *link_; }
+  // The node after node(), which must not be null.
+  void Advance() noexcept {
+    link_ = &node_->next[parity_];
+    node_ = Load(*link_);
+  }
+
+ private:
+  [[nodiscard]] NetNameNode* Load(const std::atomic<NetNameNode*>& link) const noexcept {
+    if (walker_ == Walker::kReader) {
+      // (N2) acquire: pairs with the release stores (N5) insert, (N6) unlink and, through
+      // (N8), the chaining of a resize (N9): the node's fields are visible before we read them.
+      return link.load(std::memory_order_acquire);
+    }
+    return link.load(std::memory_order_relaxed);  // writers: every link is stored under mutex_
+  }
+
+  std::size_t parity_;
+  Walker walker_;
+  std::atomic<NetNameNode*>* link_;
+  NetNameNode* node_;
 };
 
 // The C API's way in and out of a NetNameRef: a handle is the node, carrying the one
@@ -102,12 +159,16 @@ class NetNameCore {
  private:
   friend struct NetNameBuckets;
 
-  // Finds a node with `hash` and the key under the caller's hazard on `buckets`; takes a
-  // reference (NN2). Null when no live node has the key.
-  NetNameNode* FindLive(const NetNameBuckets& buckets, std::uint64_t hash, std::string_view name,
+  // The first node of the key's chain in `buckets` that has the key and that `accept` takes
+  // (it may take a reference); null when none does.
+  template <typename Accept>
+  NetNameNode* FindKey(const NetNameBuckets& buckets, Walker walker, std::uint64_t hash,
+                       std::string_view name, const ConnectionId& id,
+                       Accept accept) const noexcept;
+  // The live node with the key, with a reference taken (NN2); null when there is none.
+  // Lock-free: protects the current array for the walk.
+  NetNameNode* FindLive(std::uint64_t hash, std::string_view name,
                         const ConnectionId& id) const noexcept;
-  NetNameNode* FindLiveProtected(std::uint64_t hash, std::string_view name,
-                                 const ConnectionId& id) const noexcept;
   void UnlinkLocked(NetNameNode* node) noexcept;
   void MaybeGrowLocked();
   // Once the old bucket array is freed: the deferred nodes, guarded by the current array and

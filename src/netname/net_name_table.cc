@@ -55,6 +55,11 @@ bool TryAcquire(NetNameNode& node) noexcept {
   return false;
 }
 
+// A snapshot that only lets a walk skip nodes already dead; TryAcquire decides.
+bool IsLive(const NetNameNode& node) noexcept {
+  return node.refs.load(std::memory_order_relaxed) != 0;
+}
+
 }  // namespace
 
 void NetNameBuckets::Reclaim(Retirable* self) noexcept {
@@ -104,29 +109,26 @@ std::size_t NetNameCore::bucket_count() const {
   return current_.load(std::memory_order_relaxed)->mask + 1;
 }
 
-NetNameNode* NetNameCore::FindLive(const NetNameBuckets& buckets, std::uint64_t hash,
-                                   std::string_view name, const ConnectionId& id) const noexcept {
-  const int parity = buckets.parity;
-  // (N2) acquire: pairs with the release stores (N5) insert, (N6) unlink and, through (N8),
-  // the chaining of a resize (N9): the node's fields are visible before we read them.
-  for (NetNameNode* node = buckets.heads[hash & buckets.mask].load(std::memory_order_acquire);
-       node != nullptr; node = node->next[static_cast<std::size_t>(parity)].load(
-                            std::memory_order_acquire)) {
-    // A dead node (refs 0) with the key is skipped: the live one, if any, is elsewhere (NN3).
-    if (KeyMatches(*node, hash, name, id, options_.case_sensitive) && TryAcquire(*node)) {
-      return node;
+template <typename Accept>
+NetNameNode* NetNameCore::FindKey(const NetNameBuckets& buckets, Walker walker,
+                                  std::uint64_t hash, std::string_view name,
+                                  const ConnectionId& id, Accept accept) const noexcept {
+  for (ChainCursor at(buckets, hash, walker); at.node() != nullptr; at.Advance()) {
+    if (KeyMatches(*at.node(), hash, name, id, options_.case_sensitive) && accept(*at.node())) {
+      return at.node();
     }
   }
   return nullptr;
 }
 
-NetNameNode* NetNameCore::FindLiveProtected(std::uint64_t hash, std::string_view name,
-                                            const ConnectionId& id) const noexcept {
+NetNameNode* NetNameCore::FindLive(std::uint64_t hash, std::string_view name,
+                                   const ConnectionId& id) const noexcept {
   HazardGuard guard(ThisThreadRecord());
   // (N1) = (H1)..(H3): acquire, pairs with (N8); the hazard guards the array and every node
   // retired with it as guard (NN4).
   const NetNameBuckets* buckets = guard.Protect(current_);
-  return FindLive(*buckets, hash, name, id);
+  // A dead node (refs 0) with the key is skipped: the live one, if any, is elsewhere (NN3).
+  return FindKey(*buckets, Walker::kReader, hash, name, id, TryAcquire);
 }
 
 absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
@@ -140,43 +142,37 @@ absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
   // Entry names have no stream part, so prefixes are probed up to the first ':' only.
   const std::size_t limit = parsed.has_stream ? parsed.stream_begin : path.size();
 
+  NetNameNode* found = nullptr;
+  std::size_t found_length = 0;
   HazardGuard guard(ThisThreadRecord());
   const NetNameBuckets* buckets = guard.Protect(current_);  // (N1)
-  const auto parity = static_cast<std::size_t>(buckets->parity);
-  NetNameNode* found = nullptr;
   NetNameNode* server_call = nullptr;  // seen live, no reference taken yet
-  std::size_t found_length = 0;
   std::size_t server_length = 0;
   PrefixHasher hasher(case_sensitive);
-  std::size_t start = 0;
-  while (start < limit) {
+  for (std::size_t start = 0; start < limit && found == nullptr;) {
     // The next prefix ends at the next '\\' (after the leading two) or at the limit.
     const std::size_t from = start == 0 ? 2 : start + 1;
     const std::size_t at = path.substr(0, limit).find('\\', from);
     const std::size_t end = at == std::string_view::npos ? limit : at;
     hasher.AddSegment(path.data() + start, end - start);
     start = end;
-    const std::string_view prefix = path.substr(0, end);
     const std::uint64_t key = hasher.Finish(id_hash);
-    // (N2) as in FindLive.
-    for (NetNameNode* node = buckets->heads[key & buckets->mask].load(std::memory_order_acquire);
-         node != nullptr; node = node->next[parity].load(std::memory_order_acquire)) {
-      if (!KeyMatches(*node, key, prefix, id, case_sensitive)) continue;
-      if (node->kind == NetNameKind::kServerCall) {
-        // A server call keeps the search going; its reference is taken at the end.
-        // relaxed: only skips nodes already dead; TryAcquire decides.
-        if (node->refs.load(std::memory_order_relaxed) == 0) continue;
-        server_call = node;
-        server_length = end;
-        break;
-      }
-      if (TryAcquire(*node)) {  // (N3) a net root ends the search
-        found = node;
-        found_length = end;
-        break;
-      }
+    // A server call keeps the search going and is only remembered (its reference is taken
+    // at the end); a net root ends it with a reference taken (N3). Dead ones are skipped.
+    NetNameNode* node = FindKey(*buckets, Walker::kReader, key, path.substr(0, end), id,
+                                [](NetNameNode& candidate) {
+                                  return candidate.kind == NetNameKind::kServerCall
+                                             ? IsLive(candidate)
+                                             : TryAcquire(candidate);
+                                });
+    if (node == nullptr) continue;
+    if (node->kind == NetNameKind::kServerCall) {
+      server_call = node;
+      server_length = end;
+    } else {
+      found = node;
+      found_length = end;
     }
-    if (found != nullptr) break;
   }
   if (found == nullptr && server_call != nullptr && TryAcquire(*server_call)) {  // (N3)
     found = server_call;
@@ -214,7 +210,7 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
   };
 
   // Lock-free fast path.
-  if (NetNameNode* node = FindLiveProtected(hash, name, id)) return check_kind(node);
+  if (NetNameNode* node = FindLive(hash, name, id)) return check_kind(node);
 
   NetNameRef server_ref;
   if (!is_server) {
@@ -248,30 +244,23 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
     const std::lock_guard<std::mutex> lock(mutex_);
     // relaxed: current_ and every chain link are stored only under mutex_.
     NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);
-    const auto parity = static_cast<std::size_t>(buckets->parity);
-    std::atomic<NetNameNode*>& head = buckets->heads[hash & buckets->mask];
-    bool rescan = true;
-    while (rescan) {
-      rescan = false;
-      for (NetNameNode* node = head.load(std::memory_order_relaxed); node != nullptr;
-           node = node->next[parity].load(std::memory_order_relaxed)) {
-        if (!KeyMatches(*node, hash, name, id, options_.case_sensitive)) continue;
-        if (TryAcquire(*node)) {  // (N3) another creator won: exactly one node per key (NN3)
-          existing = node;
-        } else {
-          // Dead but still linked (its last releaser waits for the mutex): unlink it now so
-          // that at most one node per key is linked (NN3). Its releaser retires it.
-          UnlinkLocked(node);
-          rescan = true;
-        }
+    // At most one linked node per key (NN3): a live one means another creator won; a dead
+    // one (its last releaser waits for the mutex) is unlinked now, and its releaser retires it.
+    while (NetNameNode* node = FindKey(*buckets, Walker::kWriter, hash, name, id,
+                                       [](const NetNameNode&) { return true; })) {
+      if (TryAcquire(*node)) {  // (N3)
+        existing = node;
         break;
       }
+      UnlinkLocked(node);
     }
     if (existing == nullptr) {
       fresh->server_call = server_ref.ReleaseToRaw();
       fresh->linked = true;
+      std::atomic<NetNameNode*>& head = buckets->Head(hash);
       // Not yet shared: relaxed; (N5) below publishes it.
-      fresh->next[parity].store(head.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      fresh->next[static_cast<std::size_t>(buckets->parity)].store(
+          head.load(std::memory_order_relaxed), std::memory_order_relaxed);
       // (N5) release: publishes the node's fields; pairs with the readers' acquire (N2).
       head.store(fresh.get(), std::memory_order_release);
       size_.fetch_add(1, std::memory_order_relaxed);        // statistic / growth trigger
@@ -284,18 +273,18 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
 }
 
 void NetNameCore::UnlinkLocked(NetNameNode* node) noexcept {
-  NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);  // under mutex_
-  const auto parity = static_cast<std::size_t>(buckets->parity);
-  std::atomic<NetNameNode*>* link = &buckets->heads[node->hash & buckets->mask];
-  for (NetNameNode* at = link->load(std::memory_order_relaxed); at != node;
-       at = link->load(std::memory_order_relaxed)) {
-    assert(at != nullptr && "a linked net name is missing from its chain");
-    link = &at->next[parity];
+  const NetNameBuckets& buckets = *current_.load(std::memory_order_relaxed);  // under mutex_
+  ChainCursor at(buckets, node->hash, Walker::kWriter);
+  while (at.node() != node) {
+    assert(at.node() != nullptr && "a linked net name is missing from its chain");
+    at.Advance();
   }
-  // (N6) release: the successor stays published to readers that reach it through `link`;
+  // (N6) release: the successor stays published to readers that reach it through the link;
   // pairs with (N2). The unlinked node's own links never change again (NN5), so readers
   // standing on it keep walking a chain of nodes that were linked during their walk.
-  link->store(node->next[parity].load(std::memory_order_relaxed), std::memory_order_release);
+  at.link().store(node->next[static_cast<std::size_t>(buckets.parity)].load(
+                      std::memory_order_relaxed),
+                  std::memory_order_release);
   node->linked = false;
   size_.fetch_sub(1, std::memory_order_relaxed);  // statistic / growth trigger
 }
@@ -331,12 +320,11 @@ void NetNameCore::MaybeGrowLocked() {
   } catch (const std::bad_alloc&) {
     return;  // chains stay longer; lookups remain correct
   }
-  const auto from = static_cast<std::size_t>(buckets->parity);
   const auto to = static_cast<std::size_t>(grown->parity);
-  for (std::size_t i = 0; i < count; ++i) {
-    for (NetNameNode* node = buckets->heads[i].load(std::memory_order_relaxed); node != nullptr;
-         node = node->next[from].load(std::memory_order_relaxed)) {
-      std::atomic<NetNameNode*>& head = grown->heads[node->hash & grown->mask];
+  for (std::size_t i = 0; i < count; ++i) {  // chain i is the one Head(i) starts
+    for (ChainCursor at(*buckets, i, Walker::kWriter); at.node() != nullptr; at.Advance()) {
+      NetNameNode* node = at.node();
+      std::atomic<NetNameNode*>& head = grown->Head(node->hash);
       // (N9) relaxed: no reader uses parity `to` (NN5) until (N8) publishes the array.
       node->next[to].store(head.load(std::memory_order_relaxed), std::memory_order_relaxed);
       head.store(node, std::memory_order_relaxed);
@@ -453,15 +441,12 @@ std::string_view NetNameRef::name() const noexcept { return node_->name; }
 const ConnectionId& NetNameRef::connection_id() const noexcept { return node_->id; }
 
 NetNameRef NetNameRef::server_call() const noexcept {
-  NetNameNode* server = node_->server_call != nullptr ? node_->server_call : node_;
-  NetNameCore::Acquire(server);
-  return NetNameRef(server);
+  NetNameNode& server = node_->Connection();
+  NetNameCore::Acquire(&server);
+  return NetNameRef(&server);
 }
 
-MidAtlas* NetNameRef::atlas() const noexcept {
-  const NetNameNode* server = node_->server_call != nullptr ? node_->server_call : node_;
-  return server->atlas.has_value() ? &*server->atlas : nullptr;
-}
+MidAtlas* NetNameRef::atlas() const noexcept { return node_->ConnectionAtlas(); }
 
 bool NetNameRef::in_table() const { return node_->core->InTable(node_); }
 
