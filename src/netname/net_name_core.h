@@ -165,6 +165,16 @@ class NetNameCore {
   NetNameNode* FindKey(const NetNameBuckets& buckets, Walker walker, std::uint64_t hash,
                        std::string_view name, const ConnectionId& id,
                        Accept accept) const noexcept;
+  // An entry that matched a prefix of a path, and the prefix's length.
+  struct PrefixMatch {
+    NetNameNode* node = nullptr;
+    std::size_t length = 0;
+  };
+  // Lookup's walk over the prefixes of `path` that end before `limit`: the longest match
+  // (a net root ends the walk), with a reference taken; a null node when none matches.
+  // Lock-free: protects the current array for the walk.
+  PrefixMatch LongestMatch(std::string_view path, std::size_t limit,
+                           const ConnectionId& id) const noexcept;
   // The live node with the key, with a reference taken (NN2); null when there is none.
   // Lock-free: protects the current array for the walk.
   NetNameNode* FindLive(std::uint64_t hash, std::string_view name,

@@ -1,6 +1,6 @@
 // The NetName table: a bucket array of atomic singly linked chains. Writers (insert, unlink,
 // resize) serialize on one mutex; readers walk the chains under one hazard pointer on the
-// bucket array (slot 2), which also guards every node unlinked from that array (HD1). See
+// bucket array (a HazardGuard), which also guards every node unlinked from that array (HD1). See
 // docs/NETNAME.md for the invariants NN1..NN7 and the operations N1..N12 cited below.
 #include "midatlas/net_name_table.h"
 
@@ -131,58 +131,51 @@ NetNameNode* NetNameCore::FindLive(std::uint64_t hash, std::string_view name,
   return FindKey(*buckets, Walker::kReader, hash, name, id, TryAcquire);
 }
 
-absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
-                                                 const ConnectionId& id) const {
-  ParsedPath parsed;
-  if (absl::Status status = ParseNetPath(path, /*allow_stream=*/true, &parsed); !status.ok()) {
-    return status;
-  }
-  const bool case_sensitive = options_.case_sensitive;
+NetNameCore::PrefixMatch NetNameCore::LongestMatch(std::string_view path, std::size_t limit,
+                                                   const ConnectionId& id) const noexcept {
   const std::uint64_t id_hash = ConnectionIdHash(id);
-  // Entry names have no stream part, so prefixes are probed up to the first ':' only.
-  const std::size_t limit = parsed.has_stream ? parsed.stream_begin : path.size();
-
-  NetNameNode* found = nullptr;
-  std::size_t found_length = 0;
   HazardGuard guard(ThisThreadRecord());
   const NetNameBuckets* buckets = guard.Protect(current_);  // (N1)
-  NetNameNode* server_call = nullptr;  // seen live, no reference taken yet
-  std::size_t server_length = 0;
-  PrefixHasher hasher(case_sensitive);
-  for (std::size_t start = 0; start < limit && found == nullptr;) {
+  PrefixMatch server_call;  // seen live, no reference taken yet
+  PrefixHasher hasher(options_.case_sensitive);
+  for (std::size_t start = 0; start < limit;) {
     // The next prefix ends at the next '\\' (after the leading two) or at the limit.
     const std::size_t from = start == 0 ? 2 : start + 1;
     const std::size_t at = path.substr(0, limit).find('\\', from);
     const std::size_t end = at == std::string_view::npos ? limit : at;
     hasher.AddSegment(path.data() + start, end - start);
     start = end;
-    const std::uint64_t key = hasher.Finish(id_hash);
     // A server call keeps the search going and is only remembered (its reference is taken
     // at the end); a net root ends it with a reference taken (N3). Dead ones are skipped.
-    NetNameNode* node = FindKey(*buckets, Walker::kReader, key, path.substr(0, end), id,
-                                [](NetNameNode& candidate) {
+    NetNameNode* node = FindKey(*buckets, Walker::kReader, hasher.Finish(id_hash),
+                                path.substr(0, end), id, [](NetNameNode& candidate) {
                                   return candidate.kind == NetNameKind::kServerCall
                                              ? IsLive(candidate)
                                              : TryAcquire(candidate);
                                 });
     if (node == nullptr) continue;
-    if (node->kind == NetNameKind::kServerCall) {
-      server_call = node;
-      server_length = end;
-    } else {
-      found = node;
-      found_length = end;
-    }
+    if (node->kind != NetNameKind::kServerCall) return {.node = node, .length = end};
+    server_call = {.node = node, .length = end};
   }
-  if (found == nullptr && server_call != nullptr && TryAcquire(*server_call)) {  // (N3)
-    found = server_call;
-    found_length = server_length;
+  if (server_call.node != nullptr && TryAcquire(*server_call.node)) return server_call;  // (N3)
+  return {};
+}
+
+absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
+                                                 const ConnectionId& id) const {
+  ParsedPath parsed;
+  if (absl::Status status = ParseNetPath(path, /*allow_stream=*/true, &parsed); !status.ok()) {
+    return status;
   }
-  guard.Reset();  // (H4): the reference taken, if any, keeps the entry alive from here
-  if (found == nullptr) {
+  // Entry names have no stream part, so prefixes are probed up to the first ':' only.
+  const std::size_t limit = parsed.has_stream ? parsed.stream_begin : path.size();
+  // The guard's scope ended inside LongestMatch (hp:H4): the reference taken, if any, keeps
+  // the entry alive from here.
+  const PrefixMatch match = LongestMatch(path, limit, id);
+  if (match.node == nullptr) {
     return absl::NotFoundError(absl::StrCat("no net name is a prefix of ", std::string(path)));
   }
-  return NetNameMatch{.entry = NetNameRef(found), .remaining = path.substr(found_length)};
+  return NetNameMatch{.entry = NetNameRef(match.node), .remaining = path.substr(match.length)};
 }
 
 absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetNameKind kind,
