@@ -110,15 +110,12 @@ class ConnectionIdProvider {
   virtual absl::StatusOr<ConnectionId> GetConnectionId(void* request_context) = 0;
 };
 
-// Applies the provider rules: a null provider or kUnimplemented give the all-zero ID.
-absl::StatusOr<ConnectionId> ResolveConnectionId(ConnectionIdProvider* provider,
-                                                 void* request_context);
-
 enum class NetNameKind : std::uint8_t { kServerCall, kNetRoot, kVNetRoot };
 
 namespace internal {
 struct NetNameNode;
 class NetNameCore;
+struct NetNameRefAccess;
 }  // namespace internal
 
 // One reference to an entry. Copying takes another reference; destruction releases it.
@@ -151,14 +148,16 @@ class NetNameRef {
     return a.node_ == b.node_;
   }
 
+ private:
+  friend class internal::NetNameCore;
+  friend struct internal::NetNameRefAccess;  // the C API's handles
+  friend class NetNameTable;
+  // Adopts one reference that `node` already counts.
+  explicit NetNameRef(internal::NetNameNode* node) noexcept : node_(node) {}
   // Gives up the reference without releasing it, and adopts one (the C API's handles).
   [[nodiscard]] internal::NetNameNode* ReleaseToRaw() noexcept;
   static NetNameRef AdoptRaw(internal::NetNameNode* node) noexcept { return NetNameRef(node); }
 
- private:
-  friend class internal::NetNameCore;
-  friend class NetNameTable;
-  explicit NetNameRef(internal::NetNameNode* node) noexcept : node_(node) {}
   internal::NetNameNode* node_ = nullptr;
 };
 

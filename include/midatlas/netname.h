@@ -20,6 +20,18 @@
  * "\\server\share", "\\server\share\dir\file:stream". Bad names (no leading "\\", an empty
  * component, an embedded NUL, longer than RX_NETNAME_MAX_BYTES) give
  * STATUS_OBJECT_NAME_INVALID and insert nothing.
+ *
+ * NULL ARGUMENTS: one rule for every function. No function dereferences a NULL handle or a
+ * NULL pointer argument:
+ *   - a function returning NTSTATUS returns STATUS_INVALID_PARAMETER, after clearing the
+ *     outputs it was given (a handle to NULL, a length to 0);
+ *   - a getter returns a neutral value: NULL, a 0 length, the all-zero connection ID, or
+ *     RxNetNameInvalid for the type;
+ *   - a VOID function does nothing.
+ * Four arguments are optional, so NULL there is a value, not an error: the callbacks of
+ * RxCreateNetNameTable (none), the RxContext of RxFindOrCreateNetName (handed to the callback
+ * as it is), the ConnectionId of RxLookupNetName (the all-zero ID) and the NameLength of
+ * RxGetNetNameName (not written). Each function's comment says what NULL gives there.
  */
 #ifndef MIDATLAS_NETNAME_H_
 #define MIDATLAS_NETNAME_H_
@@ -87,6 +99,7 @@ typedef NTSTATUS (*PMRX_GET_CONNECTION_ID)(PVOID RxContext, PRX_CONNECTION_ID Un
 typedef VOID (*PRX_OUTSTANDING_CONTEXT)(PVOID Context);
 
 typedef enum _RX_NET_NAME_TYPE {
+  RxNetNameInvalid = -1,    /* no entry: RxGetNetNameType(NULL); never a valid argument */
   RxNetNameServerCall = 0,  /* \\server */
   RxNetNameNetRoot = 1,     /* \\server\share */
   RxNetNameVNetRoot = 2     /* \\server\share[\...] as seen by one session */
@@ -96,40 +109,47 @@ typedef enum _RX_NET_NAME_TYPE {
 typedef struct _RX_NET_NAME_TABLE RX_NET_NAME_TABLE, *PRX_NET_NAME_TABLE;
 typedef struct _RX_NET_NAME RX_NET_NAME, *PRX_NET_NAME;
 
-/* GetConnectionId and OutstandingContext may be NULL. Each server call's atlas is created
- * with (MaximumNumberOfMids, MidsAllocatedAtStart). STATUS_INVALID_PARAMETER for a NULL Table
- * or bad sizes; STATUS_INSUFFICIENT_RESOURCES when memory is short. */
+/* GetConnectionId and OutstandingContext may be NULL (no IDs; contexts are simply
+ * dissociated). Each server call's atlas is created with (MaximumNumberOfMids,
+ * MidsAllocatedAtStart). STATUS_SUCCESS with the table in *Table; STATUS_INVALID_PARAMETER for
+ * bad sizes or a NULL Table; STATUS_INSUFFICIENT_RESOURCES when memory is short. On failure
+ * *Table is NULL. */
 NTSTATUS RxCreateNetNameTable(PMRX_GET_CONNECTION_ID GetConnectionId,
                               USHORT MaximumNumberOfMids, USHORT MidsAllocatedAtStart,
                               ULONG Flags, PRX_OUTSTANDING_CONTEXT OutstandingContext,
                               PRX_NET_NAME_TABLE* Table);
 
-/* Every PRX_NET_NAME must have been dereferenced; no other call may run during this one. */
+/* Every PRX_NET_NAME must have been dereferenced; no other call may run during this one.
+ * A NULL Table: nothing is done. */
 VOID RxDestroyNetNameTable(PRX_NET_NAME_TABLE Table);
 
 /* Calls GetConnectionId(RxContext, ...), then finds the entry (Name, ID) or creates it (a
  * net root also finds or creates its server call). STATUS_SUCCESS with a new reference in
  * *NetName; the provider's failure status unchanged; STATUS_OBJECT_NAME_INVALID for a bad
- * name; STATUS_INVALID_PARAMETER for NULL arguments or a type that does not fit the name;
- * STATUS_OBJECT_NAME_COLLISION when the key exists as another type;
- * STATUS_INSUFFICIENT_RESOURCES. On failure *NetName is NULL and nothing was created. */
+ * name; STATUS_INVALID_PARAMETER for a NULL Table, Name or NetName or a type that does not fit
+ * the name; STATUS_OBJECT_NAME_COLLISION when the key exists as another type;
+ * STATUS_INSUFFICIENT_RESOURCES. On failure *NetName is NULL (if NetName is not) and nothing
+ * was created. RxContext may be NULL: it is only handed to GetConnectionId. */
 NTSTATUS RxFindOrCreateNetName(PRX_NET_NAME_TABLE Table, PVOID RxContext, const char* Name,
                                size_t NameLength, RX_NET_NAME_TYPE Type, PRX_NET_NAME* NetName);
 
 /* Longest-prefix lookup of Path with ConnectionId (NULL: the all-zero ID). STATUS_SUCCESS
  * with a new reference in *NetName and the length of the matched prefix in *PrefixLength
  * (the remaining name is Path + *PrefixLength); STATUS_NOT_FOUND; STATUS_OBJECT_NAME_INVALID;
- * STATUS_INVALID_PARAMETER for NULL arguments. Lock-free. */
+ * STATUS_INVALID_PARAMETER for a NULL Table, Path, NetName or PrefixLength. On failure
+ * *NetName is NULL and *PrefixLength 0 (those of them that are not NULL). Lock-free. */
 NTSTATUS RxLookupNetName(PRX_NET_NAME_TABLE Table, const char* Path, size_t PathLength,
                          const RX_CONNECTION_ID* ConnectionId, PRX_NET_NAME* NetName,
                          size_t* PrefixLength);
 
 /* Takes the entry out of the table (references stay valid). STATUS_SUCCESS, or
- * STATUS_NOT_FOUND when it was no longer in the table. */
+ * STATUS_NOT_FOUND when it was no longer in the table (or is another table's);
+ * STATUS_INVALID_PARAMETER for a NULL Table or NetName. */
 NTSTATUS RxRemoveNetName(PRX_NET_NAME_TABLE Table, PRX_NET_NAME NetName);
 
 /* One more reference / one reference fewer. The last one takes the entry out of the table; a
- * server call's last one drains its atlas into OutstandingContext. NULL is ignored. */
+ * server call's last one drains its atlas into OutstandingContext. A NULL NetName: nothing is
+ * done. */
 VOID RxReferenceNetName(PRX_NET_NAME NetName);
 VOID RxDereferenceNetName(PRX_NET_NAME NetName);
 
@@ -137,9 +157,16 @@ VOID RxDereferenceNetName(PRX_NET_NAME NetName);
  * midatlax.h routines on it, but never RxDestroyMidAtlas. NULL for a NULL NetName. */
 PRX_MID_ATLAS RxGetNetNameMidAtlas(PRX_NET_NAME NetName);
 
-/* The entry's type, name (not NUL-terminated; its length in *NameLength) and connection ID. */
+/* The entry's type; RxNetNameInvalid for a NULL NetName. */
 RX_NET_NAME_TYPE RxGetNetNameType(PRX_NET_NAME NetName);
+
+/* The entry's name as first created, not NUL-terminated, valid while the reference is held;
+ * its length goes to *NameLength unless NameLength is NULL. A NULL NetName gives NULL and a
+ * length of 0. */
 const char* RxGetNetNameName(PRX_NET_NAME NetName, size_t* NameLength);
+
+/* Copies the entry's connection ID into *ConnectionId. A NULL NetName gives the all-zero ID;
+ * a NULL ConnectionId: nothing is done. */
 VOID RxGetNetNameConnectionId(PRX_NET_NAME NetName, PRX_CONNECTION_ID ConnectionId);
 
 #ifdef __cplusplus

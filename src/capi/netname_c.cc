@@ -2,9 +2,11 @@
 // A PRX_NET_NAME is a NetNameNode carrying one reference; the table handle owns the C++ table.
 #include "midatlas/netname.h"
 
+#include <array>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -21,13 +23,7 @@ using midatlas::NetNameKind;
 using midatlas::NetNameRef;
 using midatlas::NetNameTable;
 using midatlas::internal::NetNameNode;
-
-// The handles exist only to give C distinct types.
-struct _RX_NET_NAME_TABLE {
-  std::unique_ptr<NetNameTable> table;
-  PMRX_GET_CONNECTION_ID get_connection_id = nullptr;
-};
-struct _RX_NET_NAME {};
+using midatlas::internal::NetNameRefAccess;
 
 static_assert(sizeof(RX_CONNECTION_ID) == midatlas::kConnectionIdBytes,
               "RX_CONNECTION_ID is the 8-byte RDBSS blob");
@@ -35,12 +31,29 @@ static_assert(RX_NETNAME_MAX_BYTES == midatlas::kMaxNetNameBytes, "limits agree"
 static_assert(RX_NETNAME_MAX_COMPONENT_BYTES == midatlas::kMaxNetNameComponentBytes,
               "limits agree");
 
+// ---- Every cast between a PRX_NET_NAME / PRX_NET_NAME_TABLE handle and its C++ object -----
+//   PRX_NET_NAME_TABLE  a _RX_NET_NAME_TABLE, defined here: it owns the C++ table and keeps
+//                       the C provider (no cast: the C tag is completed by this definition)
+//   PRX_NET_NAME        a NetNameNode carrying one reference (_RX_NET_NAME is only a tag that
+//                       gives C a distinct pointer type; no object of it ever exists)
+// src/capi/handles.h holds the atlas handle's conversions.
+struct _RX_NET_NAME_TABLE {
+  std::unique_ptr<NetNameTable> table;
+  PMRX_GET_CONNECTION_ID get_connection_id = nullptr;
+};
+
 namespace {
 
 NetNameNode* Node(PRX_NET_NAME name) noexcept { return reinterpret_cast<NetNameNode*>(name); }
+// Hands `ref`'s reference to the caller as a handle.
 PRX_NET_NAME Handle(NetNameRef ref) noexcept {
-  return reinterpret_cast<PRX_NET_NAME>(ref.ReleaseToRaw());
+  return reinterpret_cast<PRX_NET_NAME>(NetNameRefAccess::ReleaseToRaw(std::move(ref)));
 }
+
+}  // namespace
+// ---- end of the handle casts ----------------------------------------------------------------
+
+namespace {
 
 NTSTATUS ToNtStatus(const absl::Status& status) noexcept {
   switch (status.code()) {
@@ -61,6 +74,31 @@ NTSTATUS ToNtStatus(const absl::Status& status) noexcept {
 bool NameValid(std::string_view name, bool allow_stream) {
   midatlas::internal::ParsedPath parsed;
   return midatlas::internal::ParseNetPath(name, allow_stream, &parsed).ok();
+}
+
+// The C types and the C++ kinds, one row each.
+struct TypeAndKind {
+  RX_NET_NAME_TYPE type;
+  NetNameKind kind;
+};
+constexpr std::array<TypeAndKind, 3> kTypes{{
+    {RxNetNameServerCall, NetNameKind::kServerCall},
+    {RxNetNameNetRoot, NetNameKind::kNetRoot},
+    {RxNetNameVNetRoot, NetNameKind::kVNetRoot},
+}};
+
+std::optional<NetNameKind> KindOf(RX_NET_NAME_TYPE type) noexcept {
+  for (const TypeAndKind& row : kTypes) {
+    if (row.type == type) return row.kind;
+  }
+  return std::nullopt;
+}
+
+RX_NET_NAME_TYPE TypeOf(NetNameKind kind) noexcept {
+  for (const TypeAndKind& row : kTypes) {
+    if (row.kind == kind) return row.type;
+  }
+  return RxNetNameInvalid;  // not reached: every kind has a row
 }
 
 ConnectionId FromC(const RX_CONNECTION_ID& id) noexcept {
@@ -103,22 +141,10 @@ VOID RxDestroyNetNameTable(PRX_NET_NAME_TABLE table) { delete table; }
 NTSTATUS RxFindOrCreateNetName(PRX_NET_NAME_TABLE table, PVOID rx_context, const char* name,
                                size_t name_length, RX_NET_NAME_TYPE type,
                                PRX_NET_NAME* net_name) {
-  if (net_name == nullptr) return STATUS_INVALID_PARAMETER;
-  *net_name = nullptr;
-  if (table == nullptr || name == nullptr) return STATUS_INVALID_PARAMETER;
-  NetNameKind kind = NetNameKind::kServerCall;
-  switch (type) {
-    case RxNetNameServerCall:
-      break;
-    case RxNetNameNetRoot:
-      kind = NetNameKind::kNetRoot;
-      break;
-    case RxNetNameVNetRoot:
-      kind = NetNameKind::kVNetRoot;
-      break;
-    default:
-      return STATUS_INVALID_PARAMETER;
-  }
+  if (net_name != nullptr) *net_name = nullptr;
+  if (table == nullptr || name == nullptr || net_name == nullptr) return STATUS_INVALID_PARAMETER;
+  const std::optional<NetNameKind> kind = KindOf(type);
+  if (!kind.has_value()) return STATUS_INVALID_PARAMETER;
   RX_CONNECTION_ID id;
   std::memset(&id, 0, sizeof(id));
   if (table->get_connection_id != nullptr) {
@@ -132,7 +158,7 @@ NTSTATUS RxFindOrCreateNetName(PRX_NET_NAME_TABLE table, PVOID rx_context, const
   }
   const std::string_view view(name, name_length);
   if (!NameValid(view, /*allow_stream=*/false)) return STATUS_OBJECT_NAME_INVALID;
-  absl::StatusOr<NetNameRef> ref = table->table->FindOrCreateWithId(view, kind, FromC(id));
+  absl::StatusOr<NetNameRef> ref = table->table->FindOrCreateWithId(view, *kind, FromC(id));
   if (!ref.ok()) return ToNtStatus(ref.status());
   *net_name = Handle(*std::move(ref));
   return STATUS_SUCCESS;
@@ -141,9 +167,9 @@ NTSTATUS RxFindOrCreateNetName(PRX_NET_NAME_TABLE table, PVOID rx_context, const
 NTSTATUS RxLookupNetName(PRX_NET_NAME_TABLE table, const char* path, size_t path_length,
                          const RX_CONNECTION_ID* connection_id, PRX_NET_NAME* net_name,
                          size_t* prefix_length) {
-  if (net_name == nullptr) return STATUS_INVALID_PARAMETER;
-  *net_name = nullptr;
-  if (table == nullptr || path == nullptr || prefix_length == nullptr) {
+  if (prefix_length != nullptr) *prefix_length = 0;
+  if (net_name != nullptr) *net_name = nullptr;
+  if (table == nullptr || path == nullptr || net_name == nullptr || prefix_length == nullptr) {
     return STATUS_INVALID_PARAMETER;
   }
   const std::string_view view(path, path_length);
@@ -158,9 +184,10 @@ NTSTATUS RxLookupNetName(PRX_NET_NAME_TABLE table, const char* path, size_t path
 
 NTSTATUS RxRemoveNetName(PRX_NET_NAME_TABLE table, PRX_NET_NAME net_name) {
   if (table == nullptr || net_name == nullptr) return STATUS_INVALID_PARAMETER;
-  NetNameRef ref = NetNameRef::AdoptRaw(Node(net_name));
+  // Borrows the caller's reference for the call and gives it back: the caller keeps it.
+  NetNameRef ref = NetNameRefAccess::AdoptRaw(Node(net_name));
   const bool removed = table->table->Remove(ref);
-  static_cast<void>(ref.ReleaseToRaw());  // the caller keeps its reference
+  static_cast<void>(NetNameRefAccess::ReleaseToRaw(std::move(ref)));
   return removed ? STATUS_SUCCESS : STATUS_NOT_FOUND;
 }
 
@@ -174,34 +201,31 @@ VOID RxDereferenceNetName(PRX_NET_NAME net_name) {
 
 PRX_MID_ATLAS RxGetNetNameMidAtlas(PRX_NET_NAME net_name) {
   if (net_name == nullptr) return nullptr;
-  const NetNameNode* node = Node(net_name);
-  const NetNameNode* server = node->server_call != nullptr ? node->server_call : node;
-  if (!server->atlas.has_value()) return nullptr;
+  midatlas::MidAtlas* atlas = Node(net_name)->ConnectionAtlas();
+  if (atlas == nullptr) return nullptr;
   // The C atlas handle is the core object itself (see midatlax.cc).
-  return midatlas::internal::HandleOf(
-      midatlas::internal::FrontEndAccess::Core(*server->atlas));
+  return midatlas::internal::HandleOf(midatlas::internal::FrontEndAccess::Core(*atlas));
 }
 
 RX_NET_NAME_TYPE RxGetNetNameType(PRX_NET_NAME net_name) {
-  switch (Node(net_name)->kind) {
-    case NetNameKind::kServerCall:
-      return RxNetNameServerCall;
-    case NetNameKind::kNetRoot:
-      return RxNetNameNetRoot;
-    case NetNameKind::kVNetRoot:
-      return RxNetNameVNetRoot;
-  }
-  return RxNetNameServerCall;
+  if (net_name == nullptr) return RxNetNameInvalid;
+  return TypeOf(Node(net_name)->kind);
 }
 
 const char* RxGetNetNameName(PRX_NET_NAME net_name, size_t* name_length) {
+  if (net_name == nullptr) {
+    if (name_length != nullptr) *name_length = 0;
+    return nullptr;
+  }
   const NetNameNode* node = Node(net_name);
   if (name_length != nullptr) *name_length = node->name.size();
   return node->name.data();
 }
 
 VOID RxGetNetNameConnectionId(PRX_NET_NAME net_name, PRX_CONNECTION_ID connection_id) {
-  std::memcpy(connection_id, Node(net_name)->id.bytes.data(), sizeof(*connection_id));
+  if (connection_id == nullptr) return;
+  const ConnectionId id = net_name == nullptr ? ConnectionId{} : Node(net_name)->id;
+  std::memcpy(connection_id, id.bytes.data(), sizeof(*connection_id));
 }
 
 }  // extern "C"

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "midatlas/net_name_table.h"
+#include "netname/connection_id.h"
 #include "netname/net_name_key.h"
 
 namespace midatlas {
@@ -22,6 +23,8 @@ ConnectionId ConnectionIdFromSession(std::uint32_t session) noexcept {
   return id;
 }
 
+namespace internal {
+
 absl::StatusOr<ConnectionId> ResolveConnectionId(ConnectionIdProvider* provider,
                                                  void* request_context) {
   if (provider == nullptr) return ConnectionId{};
@@ -31,8 +34,6 @@ absl::StatusOr<ConnectionId> ResolveConnectionId(ConnectionIdProvider* provider,
   if (absl::IsUnimplemented(id.status())) return ConnectionId{};
   return id;
 }
-
-namespace internal {
 
 namespace {
 

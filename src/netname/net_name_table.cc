@@ -1,7 +1,8 @@
 // The NetName table: a bucket array of atomic singly linked chains. Writers (insert, unlink,
 // resize) serialize on one mutex; readers walk the chains under one hazard pointer on the
-// bucket array (slot 2), which also guards every node unlinked from that array (HD1). See
-// docs/NETNAME.md for the invariants NN1..NN7 and the operations N1..N12 cited below.
+// bucket array (a HazardGuard), which also guards every node unlinked from that array (HD1).
+// See docs/NETNAME.md for the invariants NN1..NN7; the atomic operations (nn:N1)..(nn:N16)
+// cited below are defined at their accessors in net_name_core.h.
 #include "midatlas/net_name_table.h"
 
 #include <cassert>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "reclamation/hazard_domain.h"
 #include "reclamation/hazard_guard.h"
+#include "netname/connection_id.h"
 #include "netname/net_name_core.h"
 #include "netname/net_name_key.h"
 
@@ -41,18 +43,8 @@ bool KeyMatches(const NetNameNode& node, std::uint64_t hash, std::string_view na
   return node.hash == hash && node.id == id && NamesEqual(node.name, name, case_sensitive);
 }
 
-// (N3) increment-if-not-zero. relaxed: the node's key fields and atlas pointer are immutable
-// and were published by (N5)/(N9)+(N8), read through (N2); the reference adds no data.
-bool TryAcquire(NetNameNode& node) noexcept {
-  std::uint32_t refs = node.refs.load(std::memory_order_relaxed);
-  while (refs != 0) {
-    if (node.refs.compare_exchange_weak(refs, refs + 1, std::memory_order_relaxed,
-                                        std::memory_order_relaxed)) {
-      return true;
-    }
-  }
-  return false;
-}
+// A reference, unless the node is dead (NN2): (nn:N3).
+bool TryAcquire(NetNameNode& node) noexcept { return node.refs.TryAcquire(); }
 
 }  // namespace
 
@@ -60,31 +52,26 @@ void NetNameBuckets::Reclaim(Retirable* self) noexcept {
   auto* buckets = static_cast<NetNameBuckets*>(self);
   NetNameCore* core = buckets->core;
   delete buckets;
-  // (N11) release: every reader's walk of this array happened-before the scan that freed it
-  // (H4/R3); publish that to the writer that reuses the array's link parity (N12).
-  core->old_freed_.store(true, std::memory_order_release);
+  core->MarkOldFreed();  // (nn:N11)
 }
 
 NetNameCore::NetNameCore(NetNameTable::Options options) : options_(std::move(options)) {
-  // Not yet shared: relaxed.
-  current_.store(NewBuckets(RoundUpToPowerOfTwo(options_.initial_buckets), 0),
-                 std::memory_order_relaxed);
+  PublishCurrent(NewBuckets(RoundUpToPowerOfTwo(options_.initial_buckets), 0));  // (nn:N8)
 }
 
 NetNameCore::~NetNameCore() {
-  // relaxed: destruction is single-threaded by contract.
-  assert(live_nodes_.load(std::memory_order_relaxed) == 0 &&
-         "NetNameTable destroyed while a NetNameRef was still held");
+  // Destruction is single-threaded by contract.
+  assert(live_nodes_.Get() == 0 && "NetNameTable destroyed while a NetNameRef was still held");
   if (old_ != nullptr) {
     // The retired array's reclaim writes old_freed_; wait for it so that it never touches a
     // freed core. No reader of this table remains, so the next scan frees it.
-    while (!old_freed_.load(std::memory_order_acquire)) {  // (N12)
+    while (!OldFreed()) {  // (nn:N12)
       HazardDomain::Default().Reclaim();
       std::this_thread::yield();
     }
   }
   for (NetNameNode* node : deferred_) delete node;  // no reader remains: no retirement needed
-  delete current_.load(std::memory_order_relaxed);
+  delete &CurrentLocked();  // (nn:N13): no other thread remains
 }
 
 NetNameBuckets* NetNameCore::NewBuckets(std::size_t count, int parity) {
@@ -92,40 +79,65 @@ NetNameBuckets* NetNameCore::NewBuckets(std::size_t count, int parity) {
   buckets->core = this;
   buckets->mask = count - 1;
   buckets->parity = parity;
-  buckets->heads = std::make_unique<std::atomic<NetNameNode*>[]>(count);
+  buckets->heads = std::make_unique<ChainLink[]>(count);
   buckets->reclaim = &NetNameBuckets::Reclaim;
   return buckets.release();
 }
 
 std::size_t NetNameCore::bucket_count() const {
   const std::lock_guard<std::mutex> lock(mutex_);
-  // relaxed: current_ is stored only under mutex_.
-  return current_.load(std::memory_order_relaxed)->mask + 1;
+  return CurrentLocked().mask + 1;  // (nn:N13)
 }
 
-NetNameNode* NetNameCore::FindLive(const NetNameBuckets& buckets, std::uint64_t hash,
-                                   std::string_view name, const ConnectionId& id) const noexcept {
-  const int parity = buckets.parity;
-  // (N2) acquire: pairs with the release stores (N5) insert, (N6) unlink and, through (N8),
-  // the chaining of a resize (N9): the node's fields are visible before we read them.
-  for (NetNameNode* node = buckets.heads[hash & buckets.mask].load(std::memory_order_acquire);
-       node != nullptr; node = node->next[static_cast<std::size_t>(parity)].load(
-                            std::memory_order_acquire)) {
-    // A dead node (refs 0) with the key is skipped: the live one, if any, is elsewhere (NN3).
-    if (KeyMatches(*node, hash, name, id, options_.case_sensitive) && TryAcquire(*node)) {
-      return node;
+template <typename Accept>
+NetNameNode* NetNameCore::FindKey(const NetNameBuckets& buckets, Walker walker,
+                                  std::uint64_t hash, std::string_view name,
+                                  const ConnectionId& id, Accept accept) const noexcept {
+  for (ChainCursor at(buckets, hash, walker); at.node() != nullptr; at.Advance()) {
+    if (KeyMatches(*at.node(), hash, name, id, options_.case_sensitive) && accept(*at.node())) {
+      return at.node();
     }
   }
   return nullptr;
 }
 
-NetNameNode* NetNameCore::FindLiveProtected(std::uint64_t hash, std::string_view name,
-                                            const ConnectionId& id) const noexcept {
+NetNameNode* NetNameCore::FindLive(std::uint64_t hash, std::string_view name,
+                                   const ConnectionId& id) const noexcept {
   HazardGuard guard(ThisThreadRecord());
-  // (N1) = (H1)..(H3): acquire, pairs with (N8); the hazard guards the array and every node
-  // retired with it as guard (NN4).
-  const NetNameBuckets* buckets = guard.Protect(current_);
-  return FindLive(*buckets, hash, name, id);
+  const NetNameBuckets& buckets = ProtectCurrent(guard);  // (nn:N1)
+  // A dead node (refs 0) with the key is skipped: the live one, if any, is elsewhere (NN3).
+  return FindKey(buckets, Walker::kReader, hash, name, id, TryAcquire);
+}
+
+NetNameCore::PrefixMatch NetNameCore::LongestMatch(std::string_view path, std::size_t limit,
+                                                   const ConnectionId& id) const noexcept {
+  const std::uint64_t id_hash = ConnectionIdHash(id);
+  HazardGuard guard(ThisThreadRecord());
+  const NetNameBuckets& buckets = ProtectCurrent(guard);  // (nn:N1)
+  PrefixMatch server_call;  // seen live, no reference taken yet
+  PrefixHasher hasher(options_.case_sensitive);
+  for (std::size_t start = 0; start < limit;) {
+    // The next prefix ends at the next '\\' (after the leading two) or at the limit.
+    const std::size_t from = start == 0 ? 2 : start + 1;
+    const std::size_t at = path.substr(0, limit).find('\\', from);
+    const std::size_t end = at == std::string_view::npos ? limit : at;
+    hasher.AddSegment(path.data() + start, end - start);
+    start = end;
+    // A server call keeps the search going and is only remembered (its reference is taken
+    // at the end); a net root ends it with a reference taken (nn:N3). Dead ones are skipped
+    // ((nn:N15) reads 0 only for a node that is dead for good).
+    NetNameNode* node = FindKey(buckets, Walker::kReader, hasher.Finish(id_hash),
+                                path.substr(0, end), id, [](NetNameNode& candidate) {
+                                  return candidate.kind == NetNameKind::kServerCall
+                                             ? candidate.refs.Snapshot() != 0
+                                             : TryAcquire(candidate);
+                                });
+    if (node == nullptr) continue;
+    if (node->kind != NetNameKind::kServerCall) return {.node = node, .length = end};
+    server_call = {.node = node, .length = end};
+  }
+  if (server_call.node != nullptr && TryAcquire(*server_call.node)) return server_call;
+  return {};
 }
 
 absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
@@ -134,58 +146,15 @@ absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
   if (absl::Status status = ParseNetPath(path, /*allow_stream=*/true, &parsed); !status.ok()) {
     return status;
   }
-  const bool case_sensitive = options_.case_sensitive;
-  const std::uint64_t id_hash = ConnectionIdHash(id);
   // Entry names have no stream part, so prefixes are probed up to the first ':' only.
   const std::size_t limit = parsed.has_stream ? parsed.stream_begin : path.size();
-
-  HazardGuard guard(ThisThreadRecord());
-  const NetNameBuckets* buckets = guard.Protect(current_);  // (N1)
-  const auto parity = static_cast<std::size_t>(buckets->parity);
-  NetNameNode* found = nullptr;
-  NetNameNode* server_call = nullptr;  // seen live, no reference taken yet
-  std::size_t found_length = 0;
-  std::size_t server_length = 0;
-  PrefixHasher hasher(case_sensitive);
-  std::size_t start = 0;
-  while (start < limit) {
-    // The next prefix ends at the next '\\' (after the leading two) or at the limit.
-    const std::size_t from = start == 0 ? 2 : start + 1;
-    const std::size_t at = path.substr(0, limit).find('\\', from);
-    const std::size_t end = at == std::string_view::npos ? limit : at;
-    hasher.AddSegment(path.data() + start, end - start);
-    start = end;
-    const std::string_view prefix = path.substr(0, end);
-    const std::uint64_t key = hasher.Finish(id_hash);
-    // (N2) as in FindLive.
-    for (NetNameNode* node = buckets->heads[key & buckets->mask].load(std::memory_order_acquire);
-         node != nullptr; node = node->next[parity].load(std::memory_order_acquire)) {
-      if (!KeyMatches(*node, key, prefix, id, case_sensitive)) continue;
-      if (node->kind == NetNameKind::kServerCall) {
-        // A server call keeps the search going; its reference is taken at the end.
-        // relaxed: only skips nodes already dead; TryAcquire decides.
-        if (node->refs.load(std::memory_order_relaxed) == 0) continue;
-        server_call = node;
-        server_length = end;
-        break;
-      }
-      if (TryAcquire(*node)) {  // (N3) a net root ends the search
-        found = node;
-        found_length = end;
-        break;
-      }
-    }
-    if (found != nullptr) break;
-  }
-  if (found == nullptr && server_call != nullptr && TryAcquire(*server_call)) {  // (N3)
-    found = server_call;
-    found_length = server_length;
-  }
-  guard.Reset();  // (H4): the reference taken, if any, keeps the entry alive from here
-  if (found == nullptr) {
+  // The guard's scope ended inside LongestMatch (hp:H4): the reference taken, if any, keeps
+  // the entry alive from here.
+  const PrefixMatch match = LongestMatch(path, limit, id);
+  if (match.node == nullptr) {
     return absl::NotFoundError(absl::StrCat("no net name is a prefix of ", std::string(path)));
   }
-  return NetNameMatch{.entry = NetNameRef(found), .remaining = path.substr(found_length)};
+  return NetNameMatch{.entry = NetNameRef(match.node), .remaining = path.substr(match.length)};
 }
 
 absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetNameKind kind,
@@ -213,7 +182,7 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
   };
 
   // Lock-free fast path.
-  if (NetNameNode* node = FindLiveProtected(hash, name, id)) return check_kind(node);
+  if (NetNameNode* node = FindLive(hash, name, id)) return check_kind(node);
 
   NetNameRef server_ref;
   if (!is_server) {
@@ -245,36 +214,26 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
   NetNameNode* existing = nullptr;
   {
     const std::lock_guard<std::mutex> lock(mutex_);
-    // relaxed: current_ and every chain link are stored only under mutex_.
-    NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);
-    const auto parity = static_cast<std::size_t>(buckets->parity);
-    std::atomic<NetNameNode*>& head = buckets->heads[hash & buckets->mask];
-    bool rescan = true;
-    while (rescan) {
-      rescan = false;
-      for (NetNameNode* node = head.load(std::memory_order_relaxed); node != nullptr;
-           node = node->next[parity].load(std::memory_order_relaxed)) {
-        if (!KeyMatches(*node, hash, name, id, options_.case_sensitive)) continue;
-        if (TryAcquire(*node)) {  // (N3) another creator won: exactly one node per key (NN3)
-          existing = node;
-        } else {
-          // Dead but still linked (its last releaser waits for the mutex): unlink it now so
-          // that at most one node per key is linked (NN3). Its releaser retires it.
-          UnlinkLocked(node);
-          rescan = true;
-        }
+    NetNameBuckets& buckets = CurrentLocked();  // (nn:N13)
+    // At most one linked node per key (NN3): a live one means another creator won; a dead
+    // one (its last releaser waits for the mutex) is unlinked now, and its releaser retires it.
+    while (NetNameNode* node = FindKey(buckets, Walker::kWriter, hash, name, id,
+                                       [](const NetNameNode&) { return true; })) {
+      if (TryAcquire(*node)) {
+        existing = node;
         break;
       }
+      UnlinkLocked(node);
     }
     if (existing == nullptr) {
       fresh->server_call = server_ref.ReleaseToRaw();
       fresh->linked = true;
-      // Not yet shared: relaxed; (N5) below publishes it.
-      fresh->next[parity].store(head.load(std::memory_order_relaxed), std::memory_order_relaxed);
-      // (N5) release: publishes the node's fields; pairs with the readers' acquire (N2).
-      head.store(fresh.get(), std::memory_order_release);
-      size_.fetch_add(1, std::memory_order_relaxed);        // statistic / growth trigger
-      live_nodes_.fetch_add(1, std::memory_order_relaxed);  // destruction check only
+      ChainLink& head = buckets.Head(hash);
+      fresh->next[static_cast<std::size_t>(buckets.parity)].StoreUnpublished(
+          head.ReadLocked());               // (nn:N9), (nn:N14)
+      head.PublishInsert(fresh.get());      // (nn:N5)
+      size_.Add();                          // (nn:N10)
+      live_nodes_.Add();
       MaybeGrowLocked();
     }
   }
@@ -283,28 +242,24 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
 }
 
 void NetNameCore::UnlinkLocked(NetNameNode* node) noexcept {
-  NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);  // under mutex_
-  const auto parity = static_cast<std::size_t>(buckets->parity);
-  std::atomic<NetNameNode*>* link = &buckets->heads[node->hash & buckets->mask];
-  for (NetNameNode* at = link->load(std::memory_order_relaxed); at != node;
-       at = link->load(std::memory_order_relaxed)) {
-    assert(at != nullptr && "a linked net name is missing from its chain");
-    link = &at->next[parity];
+  const NetNameBuckets& buckets = CurrentLocked();  // (nn:N13)
+  ChainCursor at(buckets, node->hash, Walker::kWriter);
+  while (at.node() != node) {
+    assert(at.node() != nullptr && "a linked net name is missing from its chain");
+    at.Advance();
   }
-  // (N6) release: the successor stays published to readers that reach it through `link`;
-  // pairs with (N2). The unlinked node's own links never change again (NN5), so readers
-  // standing on it keep walking a chain of nodes that were linked during their walk.
-  link->store(node->next[parity].load(std::memory_order_relaxed), std::memory_order_release);
+  // (nn:N6). The unlinked node's own links never change again (NN5), so readers standing on
+  // it keep walking a chain of nodes that were linked during their walk.
+  at.link().PublishUnlink(node->next[static_cast<std::size_t>(buckets.parity)].ReadLocked());
   node->linked = false;
-  size_.fetch_sub(1, std::memory_order_relaxed);  // statistic / growth trigger
+  size_.Subtract();  // (nn:N10)
 }
 
 std::vector<NetNameNode*> NetNameCore::TakeDeferredLocked() noexcept {
   std::vector<NetNameNode*> ready;
-  // (N12) acquire: pairs with (N11).
-  if (old_ == nullptr || !old_freed_.load(std::memory_order_acquire)) return ready;
+  if (old_ == nullptr || !OldFreed()) return ready;  // (nn:N12)
   old_ = nullptr;
-  NetNameBuckets* guard = current_.load(std::memory_order_relaxed);  // under mutex_
+  const NetNameBuckets* guard = &CurrentLocked();  // (nn:N13)
   for (NetNameNode* node : deferred_) {
     node->guard = guard;  // NN6: the only array any reader may still reach it through
   }
@@ -313,13 +268,13 @@ std::vector<NetNameNode*> NetNameCore::TakeDeferredLocked() noexcept {
 }
 
 void NetNameCore::MaybeGrowLocked() {
-  NetNameBuckets* buckets = current_.load(std::memory_order_relaxed);  // under mutex_
+  NetNameBuckets* buckets = &CurrentLocked();  // (nn:N13)
   const std::size_t count = buckets->mask + 1;
-  if (size_.load(std::memory_order_relaxed) <= count || count >= (std::size_t{1} << 30)) return;
+  if (size_.Get() <= count || count >= (std::size_t{1} << 30)) return;  // (nn:N10)
   // The parity the new array uses is the one the previous old array used: it may be rewritten
   // only once that array is freed and no reader walks it (NN5). A scan usually frees it now
   // (no reader holds it); if one still does, grow on a later insert.
-  if (old_ != nullptr && !old_freed_.load(std::memory_order_acquire)) {  // (N12)
+  if (old_ != nullptr && !OldFreed()) {  // (nn:N12)
     HazardDomain::Default().Reclaim();
   }
   for (NetNameNode* node : TakeDeferredLocked()) HazardDomain::Default().Retire(node);
@@ -330,33 +285,25 @@ void NetNameCore::MaybeGrowLocked() {
   } catch (const std::bad_alloc&) {
     return;  // chains stay longer; lookups remain correct
   }
-  const auto from = static_cast<std::size_t>(buckets->parity);
   const auto to = static_cast<std::size_t>(grown->parity);
-  for (std::size_t i = 0; i < count; ++i) {
-    for (NetNameNode* node = buckets->heads[i].load(std::memory_order_relaxed); node != nullptr;
-         node = node->next[from].load(std::memory_order_relaxed)) {
-      std::atomic<NetNameNode*>& head = grown->heads[node->hash & grown->mask];
-      // (N9) relaxed: no reader uses parity `to` (NN5) until (N8) publishes the array.
-      node->next[to].store(head.load(std::memory_order_relaxed), std::memory_order_relaxed);
-      head.store(node, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < count; ++i) {  // chain i is the one Head(i) starts
+    for (ChainCursor at(*buckets, i, Walker::kWriter); at.node() != nullptr; at.Advance()) {
+      NetNameNode* node = at.node();
+      ChainLink& head = grown->Head(node->hash);
+      node->next[to].StoreUnpublished(head.ReadLocked());  // (nn:N9), (nn:N14)
+      head.StoreUnpublished(node);                          // (nn:N9)
     }
   }
   old_ = buckets;
-  old_freed_.store(false, std::memory_order_relaxed);  // ordered before (N11) by the retire (R0)
-  // (N8) release: publishes the array and every (N9) link; pairs with (N1).
-  current_.store(grown, std::memory_order_release);
+  MarkOldRetired();        // (nn:N16)
+  PublishCurrent(grown);   // (nn:N8)
   HazardDomain::Default().Retire(buckets);
 }
 
-void NetNameCore::Acquire(NetNameNode* node) noexcept {
-  // (N7) relaxed: the caller already holds a reference, so the node cannot die meanwhile.
-  node->refs.fetch_add(1, std::memory_order_relaxed);
-}
+void NetNameCore::Acquire(NetNameNode* node) noexcept { node->refs.Acquire(); }  // (nn:N7)
 
 void NetNameCore::Release(NetNameNode* node) noexcept {
-  // (N4) acq_rel: release orders this holder's use of the entry (and its atlas) before the
-  // teardown; acquire makes every other holder's release visible to the last one.
-  if (node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) node->core->LastRelease(node);
+  if (node->refs.Release()) node->core->LastRelease(node);  // (nn:N4)
 }
 
 void NetNameCore::LastRelease(NetNameNode* node) noexcept {
@@ -377,7 +324,7 @@ void NetNameCore::LastRelease(NetNameNode* node) noexcept {
   {
     const std::lock_guard<std::mutex> lock(mutex_);
     if (node->linked) UnlinkLocked(node);
-    live_nodes_.fetch_sub(1, std::memory_order_relaxed);  // destruction check only
+    live_nodes_.Subtract();
     ready = TakeDeferredLocked();
     if (old_ != nullptr) {
       // NN6: a reader of the old array may still reach the node; it is retired once that
@@ -387,10 +334,10 @@ void NetNameCore::LastRelease(NetNameNode* node) noexcept {
         deferred = true;
       } catch (const std::bad_alloc&) {
         // Rare: wait for the old array here instead (no reader holds it for long).
-        while (!old_freed_.load(std::memory_order_acquire)) HazardDomain::Default().Reclaim();
+        while (!OldFreed()) HazardDomain::Default().Reclaim();  // (nn:N12)
       }
     }
-    if (!deferred) node->guard = current_.load(std::memory_order_relaxed);  // NN4
+    if (!deferred) node->guard = &CurrentLocked();  // NN4; (nn:N13)
   }
   for (NetNameNode* ready_node : ready) HazardDomain::Default().Retire(ready_node);
   if (deferred) {
@@ -452,20 +399,17 @@ std::string_view NetNameRef::name() const noexcept { return node_->name; }
 const ConnectionId& NetNameRef::connection_id() const noexcept { return node_->id; }
 
 NetNameRef NetNameRef::server_call() const noexcept {
-  NetNameNode* server = node_->server_call != nullptr ? node_->server_call : node_;
-  NetNameCore::Acquire(server);
-  return NetNameRef(server);
+  NetNameNode& server = node_->Connection();
+  NetNameCore::Acquire(&server);
+  return NetNameRef(&server);
 }
 
-MidAtlas* NetNameRef::atlas() const noexcept {
-  const NetNameNode* server = node_->server_call != nullptr ? node_->server_call : node_;
-  return server->atlas.has_value() ? &*server->atlas : nullptr;
-}
+MidAtlas* NetNameRef::atlas() const noexcept { return node_->ConnectionAtlas(); }
 
 bool NetNameRef::in_table() const { return node_->core->InTable(node_); }
 
 std::uint32_t NetNameRef::use_count() const noexcept {
-  return node_->refs.load(std::memory_order_relaxed);  // snapshot only
+  return node_->refs.Snapshot();  // (nn:N15)
 }
 
 internal::NetNameNode* NetNameRef::ReleaseToRaw() noexcept {
@@ -499,7 +443,7 @@ absl::StatusOr<NetNameRef> NetNameTable::FindOrCreate(
     std::string_view name, NetNameKind kind, void* request_context,
     const std::optional<AtlasOptions>& server_atlas) {
   absl::StatusOr<ConnectionId> id =
-      ResolveConnectionId(core_->options().provider.get(), request_context);
+      internal::ResolveConnectionId(core_->options().provider.get(), request_context);
   if (!id.ok()) return id.status();
   return FindOrCreateWithId(name, kind, *id, server_atlas);
 }

@@ -124,21 +124,120 @@ TEST_F(NetNameCTest, BadNamesAreObjectNameInvalidAndInsertNothing) {
   EXPECT_EQ(Lookup("\\\\server", 1, &name, &prefix), STATUS_NOT_FOUND);
 }
 
-TEST_F(NetNameCTest, NullArgumentsAndMismatchedTypesAreInvalidParameters) {
-  PRX_NET_NAME name = nullptr;
+// netname.h's NULL rule, function by function: NTSTATUS functions answer
+// STATUS_INVALID_PARAMETER and clear the outputs they were given.
+TEST_F(NetNameCTest, CreateTableWithNullTableOrBadSizesIsInvalidParameterAndClearsTable) {
+  EXPECT_EQ(RxCreateNetNameTable(nullptr, 10, 10, 0, nullptr, nullptr), STATUS_INVALID_PARAMETER);
+  PRX_NET_NAME_TABLE table = table_;  // not NULL, so that the clear shows
+  EXPECT_EQ(RxCreateNetNameTable(nullptr, 10, 11, 0, nullptr, &table), STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(table, nullptr);
+}
+
+TEST_F(NetNameCTest, FindOrCreateWithANullArgumentIsInvalidParameterAndClearsNetName) {
+  PRX_NET_NAME sentinel = reinterpret_cast<PRX_NET_NAME>(&outstanding_);
+  PRX_NET_NAME name = sentinel;
   ULONG session = 1;
   EXPECT_EQ(RxFindOrCreateNetName(nullptr, &session, "\\\\s", 3, RxNetNameServerCall, &name),
             STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(name, nullptr);
+  name = sentinel;
+  EXPECT_EQ(RxFindOrCreateNetName(table_, &session, nullptr, 3, RxNetNameServerCall, &name),
+            STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(name, nullptr);
   EXPECT_EQ(RxFindOrCreateNetName(table_, &session, "\\\\s", 3, RxNetNameServerCall, nullptr),
             STATUS_INVALID_PARAMETER);
+  // None of them created anything.
+  size_t prefix = 0;
+  EXPECT_EQ(Lookup("\\\\s", 1, &name, &prefix), STATUS_NOT_FOUND);
+}
+
+TEST_F(NetNameCTest, TypesThatDoNotFitTheNameOrDoNotExistAreInvalidParameters) {
+  PRX_NET_NAME name = nullptr;
   EXPECT_EQ(Create("\\\\s", 1, RxNetNameNetRoot, &name), STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(Create("\\\\s\\share", 1, RxNetNameServerCall, &name), STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(Create("\\\\s", 1, RxNetNameInvalid, &name), STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(Create("\\\\s", 1, static_cast<RX_NET_NAME_TYPE>(3), &name),
+            STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(name, nullptr);
+}
+
+TEST_F(NetNameCTest, LookupWithANullArgumentIsInvalidParameterAndClearsItsOutputs) {
+  PRX_NET_NAME server = nullptr;
+  ASSERT_EQ(Create("\\\\s", 0, RxNetNameServerCall, &server), STATUS_SUCCESS);
+  PRX_NET_NAME name = server;
+  size_t prefix = 99;
+  EXPECT_EQ(RxLookupNetName(nullptr, "\\\\s", 3, nullptr, &name, &prefix),
+            STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(name, nullptr);
+  EXPECT_EQ(prefix, 0U);
+  name = server;
+  prefix = 99;
+  EXPECT_EQ(RxLookupNetName(table_, nullptr, 3, nullptr, &name, &prefix),
+            STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(name, nullptr);
+  EXPECT_EQ(prefix, 0U);
+  prefix = 99;
+  EXPECT_EQ(RxLookupNetName(table_, "\\\\s", 3, nullptr, nullptr, &prefix),
+            STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(prefix, 0U);
+  name = server;
   EXPECT_EQ(RxLookupNetName(table_, "\\\\s", 3, nullptr, &name, nullptr),
             STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(name, nullptr);
+  // A NULL ConnectionId is the all-zero ID, not an error.
+  ASSERT_EQ(RxLookupNetName(table_, "\\\\s", 3, nullptr, &name, &prefix), STATUS_SUCCESS);
+  EXPECT_EQ(name, server);
+  RxDereferenceNetName(name);
+  RxDereferenceNetName(server);
+}
+
+TEST_F(NetNameCTest, RemoveWithANullArgumentIsInvalidParameterAndRemovesNothing) {
+  PRX_NET_NAME server = nullptr;
+  ASSERT_EQ(Create("\\\\s", 1, RxNetNameServerCall, &server), STATUS_SUCCESS);
+  EXPECT_EQ(RxRemoveNetName(nullptr, server), STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(RxRemoveNetName(table_, nullptr), STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(RxRemoveNetName(table_, server), STATUS_SUCCESS);  // still in the table until now
+  RxDereferenceNetName(server);
+}
+
+// Getters return a neutral value for a NULL NetName.
+TEST_F(NetNameCTest, GettersOfANullNetNameReturnNeutralValues) {
   EXPECT_EQ(RxGetNetNameMidAtlas(nullptr), nullptr);
-  PRX_NET_NAME_TABLE table = nullptr;
-  EXPECT_EQ(RxCreateNetNameTable(nullptr, 10, 11, 0, nullptr, &table), STATUS_INVALID_PARAMETER);
-  EXPECT_EQ(table, nullptr);
-  EXPECT_EQ(RxCreateNetNameTable(nullptr, 10, 10, 0, nullptr, nullptr), STATUS_INVALID_PARAMETER);
+  EXPECT_EQ(RxGetNetNameType(nullptr), RxNetNameInvalid);
+  size_t length = 7;
+  EXPECT_EQ(RxGetNetNameName(nullptr, &length), nullptr);
+  EXPECT_EQ(length, 0U);
+  EXPECT_EQ(RxGetNetNameName(nullptr, nullptr), nullptr);
+  RX_CONNECTION_ID id;
+  std::memset(&id, 0xab, sizeof(id));
+  RxGetNetNameConnectionId(nullptr, &id);
+  for (UCHAR byte : id.Bytes) EXPECT_EQ(byte, 0);
+}
+
+TEST_F(NetNameCTest, OptionalOutputsOfGettersMayBeNull) {
+  PRX_NET_NAME server = nullptr;
+  ASSERT_EQ(Create("\\\\server", 5, RxNetNameServerCall, &server), STATUS_SUCCESS);
+  const char* name = RxGetNetNameName(server, nullptr);
+  ASSERT_NE(name, nullptr);
+  EXPECT_EQ(std::string_view(name, 8), "\\\\server");
+  RxGetNetNameConnectionId(server, nullptr);  // nothing to write to: nothing done
+  RX_CONNECTION_ID id;
+  RxGetNetNameConnectionId(server, &id);
+  EXPECT_EQ(id.SessionID, 5U);
+  RxDereferenceNetName(server);
+}
+
+// VOID functions do nothing with NULL: in particular they touch no entry's references.
+TEST_F(NetNameCTest, VoidFunctionsGivenNullDoNothing) {
+  PRX_NET_NAME server = nullptr;
+  ASSERT_EQ(Create("\\\\s", 1, RxNetNameServerCall, &server), STATUS_SUCCESS);
+  RxReferenceNetName(nullptr);
+  RxDereferenceNetName(nullptr);
+  RxDestroyNetNameTable(nullptr);
+  RxDereferenceNetName(server);  // the only reference: the entry leaves the table
+  PRX_NET_NAME found = nullptr;
+  size_t prefix = 0;
+  EXPECT_EQ(Lookup("\\\\s", 1, &found, &prefix), STATUS_NOT_FOUND);
 }
 
 TEST_F(NetNameCTest, ATypeClashIsANameCollision) {

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "midatlas/mid_atlas.h"
+#include "netname/connection_id.h"
 #include "netname/net_name_key.h"
 
 namespace midatlas {
@@ -55,6 +56,23 @@ NetNameRef MustCreate(NetNameTable& table, std::string_view name, NetNameKind ki
   return ref.ok() ? *std::move(ref) : NetNameRef();
 }
 
+// Whether Lookup(path, id) finds `entry`, with `remaining` the rest of the path.
+::testing::AssertionResult Finds(const NetNameTable& table, std::string_view path,
+                                 const NetNameRef& entry, std::string_view remaining,
+                                 const ConnectionId& id = {}) {
+  absl::StatusOr<NetNameMatch> match = table.Lookup(path, id);
+  if (!match.ok()) return ::testing::AssertionFailure() << path << ": " << match.status();
+  if (!(match->entry == entry)) {
+    return ::testing::AssertionFailure()
+           << path << ": found " << match->entry.name() << ", not " << entry.name();
+  }
+  if (match->remaining != remaining) {
+    return ::testing::AssertionFailure()
+           << path << ": the rest is \"" << match->remaining << "\", not \"" << remaining << "\"";
+  }
+  return ::testing::AssertionSuccess();
+}
+
 ConnectionId IdWithLastByte(std::uint8_t last) {
   ConnectionId id;
   id.bytes.back() = last;
@@ -84,9 +102,7 @@ TEST(NetNameTableTest, BadNamesAreInvalidArgumentsAndInsertNothing) {
 TEST(NetNameTableTest, LookupPathsMayEndInAStreamButNotInABadOne) {
   auto table = MakeTable();
   NetNameRef root = MustCreate(*table, "\\\\server\\share", NetNameKind::kNetRoot);
-  absl::StatusOr<NetNameMatch> match = table->Lookup("\\\\server\\share\\f.txt:s:$DATA", {});
-  ASSERT_TRUE(match.ok()) << match.status();
-  EXPECT_EQ(match->remaining, "\\f.txt:s:$DATA");
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share\\f.txt:s:$DATA", root, "\\f.txt:s:$DATA"));
   for (std::string_view bad : {"\\\\server\\share\\f:"sv, "\\\\server\\share\\f::s"sv,
                                "\\\\server\\share\\f:s\\x"sv}) {
     EXPECT_TRUE(absl::IsInvalidArgument(table->Lookup(bad, {}).status())) << bad;
@@ -120,10 +136,7 @@ TEST(NetNameTableTest, NamesCompareCaseInsensitivelyByDefault) {
   NetNameRef upper = MustCreate(*table, "\\\\SERVER\\Share", NetNameKind::kNetRoot);
   EXPECT_TRUE(lower == upper);
   EXPECT_EQ(upper.name(), "\\\\server\\share");  // the name as first created
-  absl::StatusOr<NetNameMatch> match = table->Lookup("\\\\SeRvEr\\SHARE\\Dir", {});
-  ASSERT_TRUE(match.ok());
-  EXPECT_TRUE(match->entry == lower);
-  EXPECT_EQ(match->remaining, "\\Dir");
+  EXPECT_TRUE(Finds(*table, "\\\\SeRvEr\\SHARE\\Dir", lower, "\\Dir"));
 }
 
 TEST(NetNameTableTest, CaseSensitiveTableTellsCaseApart) {
@@ -133,10 +146,8 @@ TEST(NetNameTableTest, CaseSensitiveTableTellsCaseApart) {
   NetNameRef upper = MustCreate(*table, "\\\\server\\SHARE", NetNameKind::kNetRoot);
   EXPECT_FALSE(lower == upper);
   EXPECT_TRUE(lower.server_call() == upper.server_call());
-  absl::StatusOr<NetNameMatch> match = table->Lookup("\\\\server\\Share\\x", {});
-  ASSERT_TRUE(match.ok());
-  EXPECT_EQ(match->entry.kind(), NetNameKind::kServerCall);  // only the server call matches
-  EXPECT_EQ(match->remaining, "\\Share\\x");
+  // Only the server call matches.
+  EXPECT_TRUE(Finds(*table, "\\\\server\\Share\\x", lower.server_call(), "\\Share\\x"));
 }
 
 TEST(NetNameTableTest, TwoSessionsToOneShareWithDifferentIdsGetDifferentEntriesAndAtlases) {
@@ -169,13 +180,8 @@ TEST(NetNameTableTest, TwoSessionsToOneShareWithDifferentIdsGetDifferentEntriesA
   ASSERT_TRUE(a->atlas()->MapAndDissociate(*mid_a).ok());
   ASSERT_TRUE(b->atlas()->MapAndDissociate(*mid_b).ok());
 
-  absl::StatusOr<NetNameMatch> via1 =
-      table->Lookup("\\\\server\\share\\file", ConnectionIdFromSession(1));
-  absl::StatusOr<NetNameMatch> via2 =
-      table->Lookup("\\\\server\\share\\file", ConnectionIdFromSession(2));
-  ASSERT_TRUE(via1.ok() && via2.ok());
-  EXPECT_TRUE(via1->entry == *a);
-  EXPECT_TRUE(via2->entry == *b);
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share\\file", *a, "\\file", ConnectionIdFromSession(1)));
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share\\file", *b, "\\file", ConnectionIdFromSession(2)));
   EXPECT_TRUE(absl::IsNotFound(table->Lookup("\\\\server\\share\\file", {}).status()));
 }
 
@@ -188,7 +194,7 @@ TEST(NetNameTableTest, NotImplementedProviderEqualsTheAllZeroId) {
   EXPECT_TRUE(via_provider->connection_id().is_zero());
   NetNameRef zero = MustCreate(*table, "\\\\server\\share", NetNameKind::kNetRoot, ConnectionId{});
   EXPECT_TRUE(*via_provider == zero);
-  EXPECT_EQ(ResolveConnectionId(nullptr, nullptr).value(), ConnectionId{});
+  EXPECT_EQ(internal::ResolveConnectionId(nullptr, nullptr).value(), ConnectionId{});
 }
 
 TEST(NetNameTableTest, ProviderErrorIsReturnedUnchangedAndCreatesNothing) {
@@ -208,10 +214,7 @@ TEST(NetNameTableTest, ConnectionIdsCompareEveryByte) {
   NetNameRef b = MustCreate(*table, "\\\\server", NetNameKind::kServerCall, IdWithLastByte(2));
   EXPECT_FALSE(a == b);
   EXPECT_TRUE(absl::IsNotFound(table->Lookup("\\\\server", IdWithLastByte(3)).status()));
-  absl::StatusOr<NetNameMatch> match = table->Lookup("\\\\server", IdWithLastByte(2));
-  ASSERT_TRUE(match.ok());
-  EXPECT_TRUE(match->entry == b);
-  EXPECT_EQ(match->remaining, "");
+  EXPECT_TRUE(Finds(*table, "\\\\server", b, "", IdWithLastByte(2)));
 }
 
 TEST(NetNameTableTest, LookupReturnsTheLongestMatchAndTheRemainingName) {
@@ -219,31 +222,13 @@ TEST(NetNameTableTest, LookupReturnsTheLongestMatchAndTheRemainingName) {
   NetNameRef root = MustCreate(*table, "\\\\server\\share", NetNameKind::kNetRoot);
   NetNameRef server = root.server_call();
 
-  absl::StatusOr<NetNameMatch> file = table->Lookup("\\\\server\\share\\dir\\file.txt", {});
-  ASSERT_TRUE(file.ok());
-  EXPECT_TRUE(file->entry == root);
-  EXPECT_EQ(file->remaining, "\\dir\\file.txt");
-
-  absl::StatusOr<NetNameMatch> exact = table->Lookup("\\\\server\\share", {});
-  ASSERT_TRUE(exact.ok());
-  EXPECT_TRUE(exact->entry == root);
-  EXPECT_EQ(exact->remaining, "");
-
-  absl::StatusOr<NetNameMatch> stream = table->Lookup("\\\\server\\share:alt", {});
-  ASSERT_TRUE(stream.ok());
-  EXPECT_TRUE(stream->entry == root);
-  EXPECT_EQ(stream->remaining, ":alt");
-
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share\\dir\\file.txt", root, "\\dir\\file.txt"));
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share", root, ""));
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share:alt", root, ":alt"));
   // Only the server call matches another share: it is the longest match.
-  absl::StatusOr<NetNameMatch> other = table->Lookup("\\\\server\\other\\x", {});
-  ASSERT_TRUE(other.ok());
-  EXPECT_TRUE(other->entry == server);
-  EXPECT_EQ(other->remaining, "\\other\\x");
-
+  EXPECT_TRUE(Finds(*table, "\\\\server\\other\\x", server, "\\other\\x"));
   // A prefix must end at a boundary: "\\server\shareX" is not under "\\server\share".
-  absl::StatusOr<NetNameMatch> longer = table->Lookup("\\\\server\\shareX", {});
-  ASSERT_TRUE(longer.ok());
-  EXPECT_TRUE(longer->entry == server);
+  EXPECT_TRUE(Finds(*table, "\\\\server\\shareX", server, "\\shareX"));
   EXPECT_TRUE(absl::IsNotFound(table->Lookup("\\\\serverX\\share", {}).status()));
 }
 
@@ -251,16 +236,10 @@ TEST(NetNameTableTest, ANetRootMatchEndsTheSearchAsInRdbss) {
   auto table = MakeTable();
   NetNameRef root = MustCreate(*table, "\\\\server\\share", NetNameKind::kNetRoot);
   NetNameRef deeper = MustCreate(*table, "\\\\server\\share\\dir", NetNameKind::kVNetRoot);
-  absl::StatusOr<NetNameMatch> match = table->Lookup("\\\\server\\share\\dir\\file", {});
-  ASSERT_TRUE(match.ok());
-  EXPECT_TRUE(match->entry == root);
-  EXPECT_EQ(match->remaining, "\\dir\\file");
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share\\dir\\file", root, "\\dir\\file"));
   // Without the net root, the virtual net root is the first (and longest) match.
   ASSERT_TRUE(table->Remove(root));
-  match = table->Lookup("\\\\server\\share\\dir\\file", {});
-  ASSERT_TRUE(match.ok());
-  EXPECT_TRUE(match->entry == deeper);
-  EXPECT_EQ(match->remaining, "\\file");
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share\\dir\\file", deeper, "\\file"));
 }
 
 TEST(NetNameTableTest, AKeyThatExistsAsAnotherKindIsAFailedPrecondition) {
@@ -293,9 +272,7 @@ TEST(NetNameTableTest, RemoveHidesTheEntryButReferencesStayValid) {
   EXPECT_FALSE(root.in_table());
   EXPECT_EQ(root.name(), "\\\\server\\share");
   ASSERT_NE(root.atlas(), nullptr);
-  absl::StatusOr<NetNameMatch> match = table->Lookup("\\\\server\\share\\x", {});
-  ASSERT_TRUE(match.ok());
-  EXPECT_EQ(match->entry.kind(), NetNameKind::kServerCall);
+  EXPECT_TRUE(Finds(*table, "\\\\server\\share\\x", root.server_call(), "\\share\\x"));
   NetNameRef again = MustCreate(*table, "\\\\server\\share", NetNameKind::kNetRoot);
   EXPECT_FALSE(again == root);
   EXPECT_TRUE(again.server_call() == root.server_call());  // same connection
@@ -356,9 +333,7 @@ TEST(NetNameTableTest, TheTableGrowsAndStillFindsEveryEntry) {
   EXPECT_GT(table->bucket_count(), 1000U);
   for (const NetNameRef& root : roots) {
     const std::string path = std::string(root.name()) + "\\file";
-    absl::StatusOr<NetNameMatch> match = table->Lookup(path, root.connection_id());
-    ASSERT_TRUE(match.ok()) << root.name();
-    EXPECT_TRUE(match->entry == root);
+    EXPECT_TRUE(Finds(*table, path, root, "\\file", root.connection_id()));
   }
   roots.clear();
   EXPECT_EQ(table->size(), 0U);
@@ -419,11 +394,7 @@ TEST(NetNameTableTest, NamesOfEveryLengthAreFoundInAnyCase) {
     for (char& c : upper) {
       if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
     }
-    const std::string path = upper + "\\file";  // remaining is a view into the path
-    absl::StatusOr<NetNameMatch> match = table->Lookup(path, {});
-    ASSERT_TRUE(match.ok()) << upper;
-    EXPECT_TRUE(match->entry == root) << upper;
-    EXPECT_EQ(match->remaining, "\\file");
+    EXPECT_TRUE(Finds(*table, upper + "\\file", root, "\\file"));
   }
 }
 
