@@ -103,7 +103,8 @@ NetNameNode* NetNameCore::FindKey(const NetNameBuckets& buckets, Walker walker,
 
 NetNameNode* NetNameCore::FindLive(std::uint64_t hash, std::string_view name,
                                    const ConnectionId& id) const noexcept {
-  HazardGuard guard(ThisThreadRecord());
+  const RecordLease lease;  // the thread's record, or the emergency one under exhaustion
+  HazardGuard guard(lease.record());
   const NetNameBuckets& buckets = ProtectCurrent(guard);  // (nn:N1)
   // A dead node (refs 0) with the key is skipped: the live one, if any, is elsewhere (NN3).
   return FindKey(buckets, Walker::kReader, hash, name, id, TryAcquire);
@@ -112,7 +113,8 @@ NetNameNode* NetNameCore::FindLive(std::uint64_t hash, std::string_view name,
 NetNameCore::PrefixMatch NetNameCore::LongestMatch(std::string_view path, std::size_t limit,
                                                    const ConnectionId& id) const noexcept {
   const std::uint64_t id_hash = ConnectionIdHash(id);
-  HazardGuard guard(ThisThreadRecord());
+  const RecordLease lease;
+  HazardGuard guard(lease.record());
   const NetNameBuckets& buckets = ProtectCurrent(guard);  // (nn:N1)
   PrefixMatch server_call;  // seen live, no reference taken yet
   PrefixHasher hasher(options_.case_sensitive);
