@@ -1,11 +1,12 @@
 // Internal behaviour of the atlas core: the leaf-hint bitmap, allocation order, the shrink
-// policy and the memory it promises, and interleavings rebuilt step by step
-// through AtlasCoreTestPeer. The public rules are
+// policy and the memory it promises, interleavings rebuilt step by step through
+// AtlasCoreTestPeer, and the debug checks of the core's invariants. The public rules are
 // tested in tests/api/atlas_api_test.cc.
 #include "atlas/atlas_core.h"
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "atlas/leaf_hints.h"
 #include "atlas/map_nodes.h"
 #include "capi/handles.h"
+#include "instrumentation/invariants.h"
 #include "midatlas/mid_atlas.h"
 #include "midatlas/midatlax.h"
 #include "reclamation/hazard_domain.h"
@@ -280,6 +282,59 @@ TEST(AtlasCore, AllInUseIsNotReportedWhileAPopperHidesAFreeSlotInALaterDirectory
   // which the double collect reaches through a hazard on the directory.
   ReplayPopperStalledBetweenHintClearAndRecheck(64 * 16 + 16, 16);
 }
+
+// ----------------------------------------------------------------------------------------
+// Debug builds check the core's invariants and name the broken one.
+
+#if MIDATLAS_CHECK_INVARIANTS
+using FourLinks = std::array<std::atomic<std::uint32_t>, 4>;
+
+class AtlasInvariantsDeathTest : public testing::Test {
+ protected:
+  // The threadsafe style re-runs the test binary for each death test instead of forking a
+  // process that other tests may have left with threads.
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(AtlasInvariantsDeathTest, PushingOntoAFrozenFreeStackAbortsNamingFS1) {
+  EXPECT_DEATH(
+      {
+        FourLinks links{};
+        FreeStack stack;
+        stack.InitUnshared(links.data(), 0, 4);
+        if (!stack.TryFreeze(4)) std::abort();  // must freeze: every slot is on the stack
+        stack.Push(links.data(), 2);
+      },
+      "invariant FS1 broken");
+}
+
+TEST_F(AtlasInvariantsDeathTest, CountingOutALeafADirectoryNeverCountedInAbortsNamingDM1) {
+  EXPECT_DEATH(
+      {
+        DirectoryMap* dir = DirectoryMap::Create(1, 8);
+        if (dir == nullptr) std::abort();
+        dir->CountLeafOut();
+      },
+      "invariant DM1 broken");
+}
+
+// The same checks stay quiet on the legal paths, so the deaths above are the invariants'.
+TEST(AtlasInvariants, LegalFreezesAndCountsDoNotTrip) {
+  FourLinks links{};
+  FreeStack stack;
+  stack.InitUnshared(links.data(), 0, 4);
+  EXPECT_EQ(stack.Pop(links.data()).index, 0U);
+  EXPECT_FALSE(stack.TryFreeze(4)) << "a held slot keeps the stack from freezing (FS3)";
+  EXPECT_EQ(stack.Push(links.data(), 0), 4U);
+  EXPECT_TRUE(stack.TryFreeze(4));
+
+  DirectoryMap* dir = DirectoryMap::Create(1, 8);
+  ASSERT_NE(dir, nullptr);
+  ASSERT_TRUE(dir->TryCountLeafIn());
+  EXPECT_TRUE(dir->CountLeafOut()) << "the count is back to zero";
+  DirectoryMap::Destroy(dir);
+}
+#endif  // MIDATLAS_CHECK_INVARIANTS
 
 }  // namespace
 }  // namespace midatlas::internal
