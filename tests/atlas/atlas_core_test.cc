@@ -1,20 +1,52 @@
 // Internal behaviour of the atlas core: the leaf-hint bitmap, allocation order, the shrink
-// policy and the memory it promises. The public rules are tested in mid_atlas_test.cc and
-// midatlax_test.cc.
+// policy and the memory it promises, interleavings rebuilt step by step through
+// AtlasCoreTestPeer, and the debug checks of the core's invariants. The public rules are
+// tested in tests/api/atlas_api_test.cc.
 #include "atlas/atlas_core.h"
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <vector>
 
-#include "reclamation/hazard_domain.h"
+#include "atlas/free_stack.h"
 #include "atlas/leaf_hints.h"
+#include "atlas/map_nodes.h"
+#include "capi/handles.h"
+#include "instrumentation/invariants.h"
 #include "midatlas/mid_atlas.h"
+#include "midatlas/midatlax.h"
+#include "reclamation/hazard_domain.h"
 
 namespace midatlas::internal {
+
+// AtlasCore's friend (atlas_core.h): reaches the private state a test needs to stand in for
+// a thread stalled between two steps of an algorithm. Tests use it single-threaded, on an
+// atlas no other thread touches, so its loads are relaxed.
+class AtlasCoreTestPeer {
+ public:
+  static LeafHints& Hints(AtlasCore& core) noexcept { return core.hints_; }
+
+  static std::uint32_t LeafIndexOf(const AtlasCore& core, Mid mid) noexcept {
+    return std::uint32_t{mid} >> core.leaf_shift_;
+  }
+
+  // The head of an attached leaf's free stack (a default Head when the leaf is absent).
+  static FreeStack::Head LeafHead(const AtlasCore& core, std::uint32_t leaf_index) noexcept {
+    if (leaf_index == 0) return core.leaf0_->stack().Load();
+    // relaxed: single-threaded, see above.
+    const DirectoryMap* dir =
+        core.root_[leaf_index >> core.dir_shift_].load(std::memory_order_relaxed);
+    if (dir == nullptr) return FreeStack::Head{};
+    const LeafMap* leaf = dir->LoadLeafQuiescent(leaf_index & core.entry_mask_);
+    return leaf == nullptr ? FreeStack::Head{} : leaf->stack().Load();
+  }
+};
+
 namespace {
 
 void* ContextFor(std::uint32_t n) {
@@ -172,6 +204,137 @@ TEST(AtlasCore, MapOfEveryMidInAGrownAtlasFindsItsContext) {
   FreeAll(*atlas, mids);
   EXPECT_EQ(atlas->mids_in_use(), 0U);
 }
+
+
+// ----------------------------------------------------------------------------------------
+// Regression: "all in use" while a subordinate leaf had a free slot.
+//
+// Associate once reported "all in use" with a MID free. Three threads on a full atlas:
+//   P  pops the last free slot of leaf k; before P's (hints:L1) clears bit k ...
+//   D  dissociates a MID of leaf k: its push makes the leaf non-empty (free 0 -> 1), and its
+//      (hints:L3) sees bit k still set, so it does not set it;
+//   P  runs (hints:L1), clearing bit k, and stalls before its re-check (hints:L2);
+//   T  associates: leaf 0 is full and no bit is set, so T reported "all in use" although
+//      D's MID was free the whole time.
+// AC6 (AtlasCore::ConfirmAllInUse, a double collect of every leaf's head) makes T look at the
+// leaves themselves before answering. The test replays the interleaving in one thread, using
+// the C API as the three threads would and AtlasCoreTestPeer for the hint bit P and D touch.
+void ReplayPopperStalledBetweenHintClearAndRecheck(std::uint32_t max_mids,
+                                                   std::uint32_t initial_mids) {
+  PRX_MID_ATLAS handle =
+      RxCreateMidAtlas(static_cast<USHORT>(max_mids), static_cast<USHORT>(initial_mids));
+  ASSERT_NE(handle, nullptr);
+  // The C API's handle is the core itself (src/capi/handles.h).
+  AtlasCore& core = *CoreOf(handle);
+  LeafHints& hints = AtlasCoreTestPeer::Hints(core);
+  const Mid last = static_cast<Mid>(max_mids - 1);
+  const std::uint32_t k = AtlasCoreTestPeer::LeafIndexOf(core, last);
+  ASSERT_GT(k, 0U) << "the hidden slot must be in a subordinate leaf";
+  const Mid victim = static_cast<Mid>(k << core.layout().leaf_bits);  // D's MID, in leaf k
+  ASSERT_LT(victim, last);
+
+  // Every MID but the last in use: leaf k has one free slot, and its hint says so.
+  for (std::uint32_t i = 0; i + 1 < max_mids; ++i) {
+    USHORT mid = 0;
+    ASSERT_EQ(RxAssociateContextWithMid(handle, ContextFor(i), &mid), STATUS_SUCCESS) << i;
+    ASSERT_EQ(mid, i) << "MIDs are handed out lowest first";
+  }
+  ASSERT_TRUE(hints.Test(k));
+
+  // P pops the last free slot. Its whole call runs here, (hints:L1) and (hints:L2) included,
+  // so put bit k back: P stands between its pop and its (hints:L1).
+  USHORT popped = 0;
+  ASSERT_EQ(RxAssociateContextWithMid(handle, ContextFor(max_mids), &popped), STATUS_SUCCESS);
+  ASSERT_EQ(popped, last);
+  ASSERT_EQ(AtlasCoreTestPeer::LeafHead(core, k).free, 0U);
+  hints.SetIfClear(k);
+
+  // D dissociates a MID of leaf k: free 0 -> 1, and its (hints:L3) finds bit k set.
+  PVOID context = nullptr;
+  ASSERT_EQ(RxMapAndDissociateMidFromContext(handle, victim, &context), STATUS_SUCCESS);
+  ASSERT_EQ(context, ContextFor(victim));
+  ASSERT_EQ(AtlasCoreTestPeer::LeafHead(core, k).free, 1U);
+  ASSERT_TRUE(hints.Test(k));
+
+  // P's (hints:L1); P stalls before (hints:L2). No hint points at the free slot now.
+  hints.Clear(k);
+  ASSERT_EQ(hints.FindFirst(), LeafHints::kNoLeaf);
+  ASSERT_EQ(RxGetNumberOfMidsInUse(handle), max_mids - 1);
+
+  // T: the free MID must be found, and it is the only one.
+  USHORT taken = 0;
+  EXPECT_EQ(RxAssociateContextWithMid(handle, ContextFor(0xABC), &taken), STATUS_SUCCESS)
+      << "\"all in use\" reported while MID " << victim << " was free";
+  EXPECT_EQ(taken, victim);
+  EXPECT_EQ(RxMapMidToContext(handle, victim), ContextFor(0xABC));
+  // Now the atlas is full, and the same check must say so.
+  EXPECT_EQ(RxAssociateContextWithMid(handle, ContextFor(0xDEF), &taken), STATUS_UNSUCCESSFUL);
+  RxDestroyMidAtlas(handle, nullptr);
+}
+
+TEST(AtlasCore, AllInUseIsNotReportedWhileAPopperBetweenHintClearAndRecheckHidesAFreeSlot) {
+  // Three 16-slot leaves in directory 0; the hidden slot is in leaf 2.
+  ReplayPopperStalledBetweenHintClearAndRecheck(48, 16);
+}
+
+TEST(AtlasCore, AllInUseIsNotReportedWhileAPopperHidesAFreeSlotInALaterDirectory) {
+  // 64 leaves per directory with 16-slot leaves: the hidden slot is in leaf 64, directory 1,
+  // which the double collect reaches through a hazard on the directory.
+  ReplayPopperStalledBetweenHintClearAndRecheck(64 * 16 + 16, 16);
+}
+
+// ----------------------------------------------------------------------------------------
+// Debug builds check the core's invariants and name the broken one.
+
+#if MIDATLAS_CHECK_INVARIANTS
+using FourLinks = std::array<std::atomic<std::uint32_t>, 4>;
+
+class AtlasInvariantsDeathTest : public testing::Test {
+ protected:
+  // The threadsafe style re-runs the test binary for each death test instead of forking a
+  // process that other tests may have left with threads.
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(AtlasInvariantsDeathTest, PushingOntoAFrozenFreeStackAbortsNamingFS1) {
+  EXPECT_DEATH(
+      {
+        FourLinks links{};
+        FreeStack stack;
+        stack.InitUnshared(links.data(), 0, 4);
+        if (!stack.TryFreeze(4)) std::abort();  // must freeze: every slot is on the stack
+        stack.Push(links.data(), 2);
+      },
+      "invariant FS1 broken");
+}
+
+TEST_F(AtlasInvariantsDeathTest, CountingOutALeafADirectoryNeverCountedInAbortsNamingDM1) {
+  EXPECT_DEATH(
+      {
+        DirectoryMap* dir = DirectoryMap::Create(1, 8);
+        if (dir == nullptr) std::abort();
+        dir->CountLeafOut();
+      },
+      "invariant DM1 broken");
+}
+
+// The same checks stay quiet on the legal paths, so the deaths above are the invariants'.
+TEST(AtlasInvariants, LegalFreezesAndCountsDoNotTrip) {
+  FourLinks links{};
+  FreeStack stack;
+  stack.InitUnshared(links.data(), 0, 4);
+  EXPECT_EQ(stack.Pop(links.data()).index, 0U);
+  EXPECT_FALSE(stack.TryFreeze(4)) << "a held slot keeps the stack from freezing (FS3)";
+  EXPECT_EQ(stack.Push(links.data(), 0), 4U);
+  EXPECT_TRUE(stack.TryFreeze(4));
+
+  DirectoryMap* dir = DirectoryMap::Create(1, 8);
+  ASSERT_NE(dir, nullptr);
+  ASSERT_TRUE(dir->TryCountLeafIn());
+  EXPECT_TRUE(dir->CountLeafOut()) << "the count is back to zero";
+  DirectoryMap::Destroy(dir);
+}
+#endif  // MIDATLAS_CHECK_INVARIANTS
 
 }  // namespace
 }  // namespace midatlas::internal
