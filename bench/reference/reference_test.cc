@@ -205,7 +205,7 @@ TEST(ClassicMidAtlasTest, CreateRejectsZeroSizesAndStartAboveMax) {
 
 TEST(ClassicMidAtlasTest, CreationAllocatesOnlyTheFirstMap) {
   auto atlas = ClassicMidAtlas::Create(kAllMids, 50);
-  ASSERT_TRUE(atlas.has_value());
+  ASSERT_NE(atlas, nullptr);
   EXPECT_EQ(atlas->map_count(), 1U);
   EXPECT_EQ(atlas->number_of_levels(), 1);
   EXPECT_LT(atlas->bytes(), 1024U);
@@ -341,7 +341,7 @@ class ClassicGrowthTest
 TEST_P(ClassicGrowthTest, ExhaustsAtExactlyMaxWithDistinctMidsBelowIt) {
   const auto [start, max] = GetParam();
   auto atlas = ClassicMidAtlas::Create(max, start);
-  ASSERT_TRUE(atlas.has_value());
+  ASSERT_NE(atlas, nullptr);
   std::vector<std::uint16_t> mids(max);
   std::vector<bool> taken(max, false);
   for (std::size_t i = 0; i < max; ++i) {
@@ -360,7 +360,7 @@ TEST_P(ClassicGrowthTest, ExhaustsAtExactlyMaxWithDistinctMidsBelowIt) {
 TEST_P(ClassicGrowthTest, AllMidsCanBeTakenAgainAfterFreeingWithoutNewMaps) {
   const auto [start, max] = GetParam();
   auto atlas = ClassicMidAtlas::Create(max, start);
-  ASSERT_TRUE(atlas.has_value());
+  ASSERT_NE(atlas, nullptr);
   std::vector<std::uint16_t> mids(max);
   for (std::size_t i = 0; i < max; ++i) {
     ASSERT_EQ(atlas->Associate(Context(i), &mids[i]), ClassicStatus::kSuccess);
@@ -391,7 +391,7 @@ TEST_P(ClassicGrowthTest, AllMidsCanBeTakenAgainAfterFreeingWithoutNewMaps) {
 TEST_P(ClassicGrowthTest, IterateAndRemoveHandsOutEveryContextOnce) {
   const auto [start, max] = GetParam();
   auto atlas = ClassicMidAtlas::Create(max, start);
-  ASSERT_TRUE(atlas.has_value());
+  ASSERT_NE(atlas, nullptr);
   for (std::size_t i = 0; i < max; ++i) {
     std::uint16_t mid = 0;
     ASSERT_EQ(atlas->Associate(Context(i), &mid), ClassicStatus::kSuccess);
@@ -441,7 +441,7 @@ TEST(ClassicMidAtlasTest, DestroyHandsEveryContextToTheDestructor) {
 
 TEST(MutexClassicMidAtlasTest, ForwardsEveryOperation) {
   auto atlas = MutexClassicMidAtlas::Create(kAllMids, 50);
-  ASSERT_TRUE(atlas.has_value());
+  ASSERT_NE(atlas, nullptr);
   std::uint16_t mid = 0;
   ASSERT_EQ(atlas->Associate(Context(1), &mid), ClassicStatus::kSuccess);
   EXPECT_EQ(atlas->Map(mid), Context(1));
