@@ -55,7 +55,7 @@ void FreeNode(Retirable* object) noexcept {
 constexpr std::size_t kSources = 4;
 constexpr std::size_t kRecords = 2;
 // Guard positions per record: more than a record's slots, so that a record chains another.
-constexpr std::size_t kGuards = HazardRecord::kSlots + 4;
+constexpr std::size_t kGuards = HazardRecord::kLendableSlots + 4;
 
 }  // namespace
 

@@ -72,6 +72,7 @@ class alignas(64) HazardRecord {
   //                 lookups), lowest free first; beyond them, slots of a chained record
   static constexpr unsigned kSlots = 8;
   static constexpr unsigned kLeafSlot = 0;
+  static constexpr unsigned kLendableSlots = kSlots - 1;  // TakeSlot's, before chaining
 
   // A free slot of this record or of a record chained to it, taken for the caller until
   // GiveBack. Owner thread only. Allocates a chained record only when all kSlots slots of

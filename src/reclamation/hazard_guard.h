@@ -38,8 +38,8 @@ namespace midatlas::internal {
 class HazardSlot {
  public:
   // One attempt to protect the node `source` points to. Returns the node, now safe to read
-  // until Reset or the guard's end, or nullptr (and the slot clear) when `source` is null or
-  // changed during the attempt. A nullptr therefore means "at some instant during this call,
+  // until Reset or the guard's end, or nullptr when `source` is null (the slot keeps what it
+  // held) or changed during the attempt (the slot is cleared). A nullptr therefore means "at some instant during this call,
   // `source` did not point to the node it held when the call began": callers use that to
   // stay wait-free.
   template <typename T>

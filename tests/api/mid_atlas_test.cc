@@ -127,7 +127,7 @@ TEST(MidAtlasCreate, OutOfMemoryIsResourceExhausted) {
   EXPECT_EQ(atlas.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(IsOutOfMemory(atlas.status()));
   EXPECT_FALSE(IsAllMidsInUse(atlas.status()));
-  EXPECT_TRUE(absl::StrContains(atlas.status().message(), "memory")) << atlas.status();
+  EXPECT_TRUE(atlas.status().message().empty()) << "no message is built while out of memory";
 }
 
 // ------------------------------------------------------------------------------------------
@@ -186,7 +186,8 @@ TEST(MidAtlasStatus, PredicatesMatchTheDocumentedCodes) {
   EXPECT_FALSE(IsOutOfMemory(absl::OkStatus()));
 }
 
-TEST(MidAtlasStatus, EachFailureHasItsCodeAndAMessageThatSaysWhy) {
+// The hot-path errors carry their code alone (mid_atlas.h): the code says which failure it is.
+TEST(MidAtlasStatus, EachHotPathFailureHasItsOwnCode) {
   std::optional<MidAtlas> atlas = MakeAtlas(16, 16);
   ASSERT_TRUE(atlas.has_value());
 
@@ -194,26 +195,21 @@ TEST(MidAtlasStatus, EachFailureHasItsCodeAndAMessageThatSaysWhy) {
   EXPECT_EQ(null_context.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(IsAllMidsInUse(null_context));
   EXPECT_FALSE(IsOutOfMemory(null_context));
-  EXPECT_TRUE(absl::StrContains(null_context.message(), "null")) << null_context;
 
   const absl::Status free_mid = atlas->MapAndDissociate(3).status();
   EXPECT_EQ(free_mid.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(free_mid.message(), "not in use")) << free_mid;
 
   const absl::Status reassociate_free = atlas->Reassociate(3, FakeContext(1));
   EXPECT_EQ(reassociate_free.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(reassociate_free.message(), "not in use")) << reassociate_free;
 
   ASSERT_EQ(AssociateN(*atlas, 16).size(), 16U);
   const absl::Status reassociate_null = atlas->Reassociate(3, nullptr);
   EXPECT_EQ(reassociate_null.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(reassociate_null.message(), "null")) << reassociate_null;
 
   const absl::Status full = atlas->Associate(FakeContext(99)).status();
   EXPECT_EQ(full.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(IsAllMidsInUse(full));
   EXPECT_FALSE(IsOutOfMemory(full));
-  EXPECT_TRUE(absl::StrContains(full.message(), "in use")) << full;
 }
 
 TEST(MidAtlasStatus, AssociateOutOfMemoryIsResourceExhausted) {
@@ -225,26 +221,33 @@ TEST(MidAtlasStatus, AssociateOutOfMemoryIsResourceExhausted) {
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(IsOutOfMemory(status));
   EXPECT_FALSE(IsAllMidsInUse(status));
-  EXPECT_TRUE(absl::StrContains(status.message(), "memory")) << status;
 }
 
-// The hot-path errors are built once and copied (mid_atlas.h): a copied absl::Status shares
-// its message, so two failures of one kind point at the same characters. A status built per
-// call would allocate a fresh message each time.
-TEST(MidAtlasStatus, HotPathErrorsAreSharedSoAFullAtlasOrALateResponseNeverAllocates) {
+// A full atlas or a late duplicate response must not allocate (a heap-allocated message would,
+// inside a noexcept function): the statuses carry no message, and an absl::Status without a
+// message is a single word with no heap part.
+TEST(MidAtlasStatus, HotPathErrorsCarryNoMessageSoAFullAtlasOrALateResponseNeverAllocates) {
   std::optional<MidAtlas> atlas = MakeAtlas(1, 1);
   ASSERT_TRUE(atlas.has_value());
   ASSERT_EQ(AssociateN(*atlas, 1).size(), 1U);
-  const absl::Status full_once = atlas->Associate(FakeContext(2)).status();
-  const absl::Status full_again = atlas->Associate(FakeContext(3)).status();
-  ASSERT_TRUE(IsAllMidsInUse(full_once));
-  EXPECT_EQ(full_once.message().data(), full_again.message().data());
+  const absl::Status full = atlas->Associate(FakeContext(2)).status();
+  ASSERT_TRUE(IsAllMidsInUse(full));
+  EXPECT_TRUE(full.message().empty()) << full;
 
   ASSERT_TRUE(atlas->MapAndDissociate(0).ok());
-  const absl::Status late_once = atlas->MapAndDissociate(0).status();
-  const absl::Status late_again = atlas->MapAndDissociate(0).status();
-  ASSERT_EQ(late_once.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(late_once.message().data(), late_again.message().data());
+  const absl::Status late = atlas->MapAndDissociate(0).status();
+  ASSERT_EQ(late.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(late.message().empty()) << late;
+  const absl::Status null_context = atlas->Associate(nullptr).status();
+  EXPECT_TRUE(null_context.message().empty()) << null_context;
+}
+
+// Bad options are not a hot path: Create says what was wrong.
+TEST(MidAtlasStatus, CreateSaysWhichOptionIsWrong) {
+  const absl::Status max = MidAtlas::Create({.max_mids = 0, .initial_mids = 0}).status();
+  EXPECT_TRUE(absl::StrContains(max.message(), "max_mids")) << max;
+  const absl::Status initial = MidAtlas::Create({.max_mids = 5, .initial_mids = 6}).status();
+  EXPECT_TRUE(absl::StrContains(initial.message(), "initial_mids")) << initial;
 }
 
 // ------------------------------------------------------------------------------------------

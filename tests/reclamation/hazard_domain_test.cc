@@ -78,7 +78,9 @@ struct Node : Retirable {
 };
 
 using Options = HazardDomain::Options;
-constexpr unsigned kSlots = HazardRecord::kSlots;
+// The slots TakeSlot lends from one record before it chains another (one is reserved for
+// leaf guards).
+constexpr unsigned kSlots = HazardRecord::kLendableSlots;
 
 // Releases a record when the test scope ends, even when an assertion returns early. Declare
 // it before the guards that take its slots, so that they are destroyed first (HG2).
