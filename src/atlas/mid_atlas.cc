@@ -20,14 +20,14 @@ namespace {
 absl::Status ErrorFor(AtlasResult result) noexcept {
   switch (result) {
     case AtlasResult::kAllInUse:
-      return absl::Status(absl::StatusCode::kUnavailable, {});
+      return {absl::StatusCode::kUnavailable, {}};
     case AtlasResult::kOutOfMemory:
-      return absl::Status(absl::StatusCode::kResourceExhausted, {});
+      return {absl::StatusCode::kResourceExhausted, {}};
     case AtlasResult::kInvalidArgument:
     case AtlasResult::kOk:
       break;
   }
-  return absl::Status(absl::StatusCode::kInvalidArgument, {});
+  return {absl::StatusCode::kInvalidArgument, {}};
 }
 
 }  // namespace
