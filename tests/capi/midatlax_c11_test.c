@@ -24,15 +24,7 @@ _Static_assert(STATUS_INVALID_PARAMETER < 0, "error statuses are negative NTSTAT
 #error "midatlax.h must define the STATUS_* values as macros"
 #endif
 
-static int failures = 0;
-
-#define CHECK(condition)                                                            \
-  do {                                                                              \
-    if (!(condition)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition); \
-      ++failures;                                                                   \
-    }                                                                               \
-  } while (0)
+#include "c_check.h"
 
 static PVOID Context(uintptr_t value) { return (PVOID)value; }
 
@@ -217,8 +209,8 @@ int main(void) {
   TestAssociateMapDissociateReassociate();
   TestSameContextDestroyedOncePerAssociation();
   TestFullRangeAtlas();
-  if (failures != 0) {
-    fprintf(stderr, "midatlax_c11_test: %d check(s) failed\n", failures);
+  if (c_check_failures != 0) {
+    fprintf(stderr, "midatlax_c11_test: %d check(s) failed\n", c_check_failures);
     return 1;
   }
   printf("midatlax_c11_test: all checks passed\n");

@@ -25,15 +25,7 @@ _Static_assert(RX_NETNAME_MAX_BYTES == 4096 && RX_NETNAME_MAX_COMPONENT_BYTES ==
 #error "netname.h must define its STATUS_* values as macros"
 #endif
 
-static int failures = 0;
-
-#define CHECK(condition)                                                            \
-  do {                                                                              \
-    if (!(condition)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition); \
-      ++failures;                                                                   \
-    }                                                                               \
-  } while (0)
+#include "c_check.h"
 
 /* MRxGetConnectionId: the request context is a session number; 0 means "no IDs". */
 static NTSTATUS GetConnectionId(PVOID rx_context, PRX_CONNECTION_ID unique_id) {
@@ -183,8 +175,8 @@ int main(void) {
   TestNoIdsIsTheAllZeroId(table);
   TestNullArguments(table);
   RxDestroyNetNameTable(table);
-  if (failures != 0) {
-    fprintf(stderr, "netname_c11_test: %d check(s) failed\n", failures);
+  if (c_check_failures != 0) {
+    fprintf(stderr, "netname_c11_test: %d check(s) failed\n", c_check_failures);
     return 1;
   }
   printf("netname_c11_test: all checks passed\n");
