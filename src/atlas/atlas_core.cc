@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "instrumentation/chaos.h"
+#include "instrumentation/test_hooks.h"
 
 namespace midatlas::internal {
 
@@ -214,6 +215,9 @@ AtlasCore::Confirmation AtlasCore::ConfirmAllInUse() noexcept {
           return true;
         });
     if (!full) return Confirmation::kRoomFound;
+    // Test builds only: a regression test replays, here, what other threads could do
+    // between two collects (tests/atlas/hardening_regression_test.cc).
+    MIDATLAS_TEST_HOOK(kAllInUseCollected);
     if (!first && !changed) return Confirmation::kAllInUse;
     first = false;
     MIDATLAS_CHAOS_POINT();
