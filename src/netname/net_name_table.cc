@@ -168,17 +168,19 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
   }
   const bool is_server = kind == NetNameKind::kServerCall;
   if (is_server ? parsed.components != 1 : parsed.components < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(is_server ? "a server call name has one component: "
-                               : "a net root name has two or more components: ",
-                     std::string(name)));
+    return ErrorStatus(absl::StatusCode::kInvalidArgument, [&] {
+      return absl::StrCat(is_server ? "a server call name has one component: "
+                                    : "a net root name has two or more components: ",
+                          std::string(name));
+    });
   }
   const std::uint64_t hash = KeyHash(name, id, options_.case_sensitive);
   auto check_kind = [&](NetNameNode* node) -> absl::StatusOr<NetNameRef> {
     NetNameRef ref(node);
     if (node->kind != kind) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(std::string(name), " exists as another kind of net name"));
+      return ErrorStatus(absl::StatusCode::kFailedPrecondition, [&] {
+        return absl::StrCat(std::string(name), " exists as another kind of net name");
+      });
     }
     return ref;
   };
@@ -200,7 +202,8 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
     fresh = std::make_unique<NetNameNode>();
     fresh->name.assign(name);
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("out of memory creating a net name");
+    return ErrorStatus(absl::StatusCode::kResourceExhausted,
+                       [] { return std::string("out of memory creating a net name"); });
   }
   if (is_server) {
     absl::StatusOr<MidAtlas> created = MidAtlas::Create(atlas);
