@@ -154,7 +154,9 @@ absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
   // the entry alive from here.
   const PrefixMatch match = LongestMatch(path, limit, id);
   if (match.node == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no net name is a prefix of ", std::string(path)));
+    return ErrorStatus(absl::StatusCode::kNotFound, [&] {
+      return absl::StrCat("no net name is a prefix of ", std::string(path));
+    });
   }
   return NetNameMatch{.entry = NetNameRef(match.node), .remaining = path.substr(match.length)};
 }
