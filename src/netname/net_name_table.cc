@@ -438,7 +438,9 @@ absl::StatusOr<std::unique_ptr<NetNameTable>> NetNameTable::Create(Options optio
     return std::unique_ptr<NetNameTable>(
         new NetNameTable(std::make_unique<NetNameCore>(std::move(options))));
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("out of memory creating a NetName table");
+    return internal::ErrorStatus(absl::StatusCode::kResourceExhausted, [] {
+      return std::string("out of memory creating a NetName table");
+    });
   }
 }
 
