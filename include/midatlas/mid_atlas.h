@@ -120,7 +120,8 @@ struct AtlasStats {
 
 // Status codes. Each failing call returns exactly one of these codes.
 //   kUnavailable        all max_mids MIDs are in use (retry when a MID is released)
-//   kResourceExhausted  a map could not be allocated while growing
+//   kResourceExhausted  a map could not be allocated while growing (or, in an atlas of more
+//                       than 64 leaf maps, the scratch array that confirms "all in use")
 //   kInvalidArgument    bad argument: null context, MID not in use, bad options
 // The statuses of Associate, MapAndDissociate and Reassociate carry the code alone (no
 // message): they cost nothing to build and never allocate, so answering a late duplicate

@@ -83,7 +83,8 @@ VOID RxDestroyMidAtlas(PRX_MID_ATLAS MidAtlas, PCONTEXT_DESTRUCTOR Destructor);
 
 /* STATUS_SUCCESS and *NewMid; STATUS_INVALID_PARAMETER for a NULL atlas, context or NewMid;
  * STATUS_UNSUCCESSFUL when all MaximumNumberOfMids MIDs are in use;
- * STATUS_INSUFFICIENT_RESOURCES when a new MID_MAP could not be allocated. */
+ * STATUS_INSUFFICIENT_RESOURCES when a new MID_MAP could not be allocated (or, in an atlas
+ * of more than 64 leaf maps, the scratch array that confirms that all MIDs are in use). */
 NTSTATUS RxAssociateContextWithMid(PRX_MID_ATLAS MidAtlas, PVOID Context, PUSHORT NewMid);
 
 /* The context of Mid, or NULL if Mid is not in use or MidAtlas is NULL. Wait-free. */

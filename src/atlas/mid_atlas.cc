@@ -50,25 +50,26 @@ bool IsOutOfMemory(const absl::Status& status) noexcept {
 }
 
 absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
-  // Create answers out of memory with a status, as every other call does; the messages of its
-  // errors are the only allocations that could throw here.
-  try {
-    if (options.max_mids == 0 || options.max_mids > kMaxMidsLimit) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_mids must be in 1..", kMaxMidsLimit, ", got ", options.max_mids));
-    }
-    if (options.initial_mids == 0 || options.initial_mids > options.max_mids) {
+  const bool bad_max = options.max_mids == 0 || options.max_mids > kMaxMidsLimit;
+  const bool bad_initial = options.initial_mids == 0 || options.initial_mids > options.max_mids;
+  if (bad_max || bad_initial) {
+    // The message says which option is wrong; without memory for it, the code alone does.
+    try {
+      if (bad_max) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("max_mids must be in 1..", kMaxMidsLimit, ", got ", options.max_mids));
+      }
       return absl::InvalidArgumentError(absl::StrCat("initial_mids must be in 1..max_mids (",
                                                      options.max_mids, "), got ",
                                                      options.initial_mids));
+    } catch (const std::bad_alloc&) {
+      return ErrorFor(AtlasResult::kInvalidArgument);
     }
-    AtlasCore* core = AtlasCore::New(options.max_mids, options.initial_mids,
-                                     std::move(options.context_destructor));
-    if (core == nullptr) return ErrorFor(AtlasResult::kOutOfMemory);
-    return MidAtlas(core);
-  } catch (const std::bad_alloc&) {
-    return ErrorFor(AtlasResult::kOutOfMemory);
   }
+  AtlasCore* core = AtlasCore::New(options.max_mids, options.initial_mids,
+                                   std::move(options.context_destructor));
+  if (core == nullptr) return ErrorFor(AtlasResult::kOutOfMemory);
+  return MidAtlas(core);
 }
 
 MidAtlas& MidAtlas::operator=(MidAtlas&& other) noexcept {

@@ -2,6 +2,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -91,7 +92,7 @@ absl::Status DiagnoseNetPath(std::string_view path, bool allow_stream, ParsedPat
 
 }  // namespace
 
-absl::Status ParseNetPath(std::string_view path, bool allow_stream, ParsedPath* parsed) {
+absl::Status ParseNetPath(std::string_view path, bool allow_stream, ParsedPath* parsed) noexcept {
   *parsed = ParsedPath{};
   const std::size_t n = path.size();
   if (n >= 3 && n <= kMaxNetNameBytes && path[0] == '\\' && path[1] == '\\') {
@@ -138,7 +139,13 @@ absl::Status ParseNetPath(std::string_view path, bool allow_stream, ParsedPath* 
     }
   }
   *parsed = ParsedPath{};
-  return DiagnoseNetPath(path, allow_stream, parsed);
+  // The diagnosis builds a message; without the memory for it the answer is the same code
+  // (ErrorStatus).
+  try {
+    return DiagnoseNetPath(path, allow_stream, parsed);
+  } catch (const std::bad_alloc&) {
+    return {absl::StatusCode::kInvalidArgument, {}};
+  }
 }
 
 }  // namespace internal

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -126,7 +127,20 @@ struct ParsedPath {
 };
 
 // Checks the naming rules of net_name_table.h (NAMES). `allow_stream` is false for entry names.
-absl::Status ParseNetPath(std::string_view path, bool allow_stream, ParsedPath* parsed);
+// Never throws: under memory exhaustion an error carries its code alone (see ErrorStatus).
+absl::Status ParseNetPath(std::string_view path, bool allow_stream, ParsedPath* parsed) noexcept;
+
+// An error with the message `build_message()` returns - or, when memory is too short to build
+// it, the same code with no message: the answer stays the documented one, and a status without
+// a message never allocates.
+template <typename BuildMessage>
+absl::Status ErrorStatus(absl::StatusCode code, BuildMessage&& build_message) noexcept {
+  try {
+    return absl::Status(code, build_message());
+  } catch (const std::bad_alloc&) {
+    return {code, {}};
+  }
+}
 
 }  // namespace midatlas::internal
 

@@ -154,7 +154,9 @@ absl::StatusOr<NetNameMatch> NetNameCore::Lookup(std::string_view path,
   // the entry alive from here.
   const PrefixMatch match = LongestMatch(path, limit, id);
   if (match.node == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no net name is a prefix of ", std::string(path)));
+    return ErrorStatus(absl::StatusCode::kNotFound, [&] {
+      return absl::StrCat("no net name is a prefix of ", std::string(path));
+    });
   }
   return NetNameMatch{.entry = NetNameRef(match.node), .remaining = path.substr(match.length)};
 }
@@ -168,17 +170,19 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
   }
   const bool is_server = kind == NetNameKind::kServerCall;
   if (is_server ? parsed.components != 1 : parsed.components < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(is_server ? "a server call name has one component: "
-                               : "a net root name has two or more components: ",
-                     std::string(name)));
+    return ErrorStatus(absl::StatusCode::kInvalidArgument, [&] {
+      return absl::StrCat(is_server ? "a server call name has one component: "
+                                    : "a net root name has two or more components: ",
+                          std::string(name));
+    });
   }
   const std::uint64_t hash = KeyHash(name, id, options_.case_sensitive);
   auto check_kind = [&](NetNameNode* node) -> absl::StatusOr<NetNameRef> {
     NetNameRef ref(node);
     if (node->kind != kind) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(std::string(name), " exists as another kind of net name"));
+      return ErrorStatus(absl::StatusCode::kFailedPrecondition, [&] {
+        return absl::StrCat(std::string(name), " exists as another kind of net name");
+      });
     }
     return ref;
   };
@@ -200,7 +204,8 @@ absl::StatusOr<NetNameRef> NetNameCore::FindOrCreate(std::string_view name, NetN
     fresh = std::make_unique<NetNameNode>();
     fresh->name.assign(name);
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("out of memory creating a net name");
+    return ErrorStatus(absl::StatusCode::kResourceExhausted,
+                       [] { return std::string("out of memory creating a net name"); });
   }
   if (is_server) {
     absl::StatusOr<MidAtlas> created = MidAtlas::Create(atlas);
@@ -433,7 +438,9 @@ absl::StatusOr<std::unique_ptr<NetNameTable>> NetNameTable::Create(Options optio
     return std::unique_ptr<NetNameTable>(
         new NetNameTable(std::make_unique<NetNameCore>(std::move(options))));
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("out of memory creating a NetName table");
+    return internal::ErrorStatus(absl::StatusCode::kResourceExhausted, [] {
+      return std::string("out of memory creating a NetName table");
+    });
   }
 }
 

@@ -32,9 +32,11 @@ HazardDomain::~HazardDomain() {
 }
 
 HazardDomain& HazardDomain::Default() noexcept {
-  // Deliberately leaked: threads may exit (and return records) after static destruction.
-  // NOLINTNEXTLINE(bugprone-unhandled-exception-at-new): failing here at start-up is fatal anyway.
-  static auto* const kDomain = new HazardDomain();
+  // Built in static storage, so that creating the first atlas of the process cannot fail for
+  // lack of memory; never destroyed, so that threads exiting after static destruction can
+  // still return their records.
+  alignas(HazardDomain) static unsigned char storage[sizeof(HazardDomain)];
+  static HazardDomain* const kDomain = new (storage) HazardDomain();
   return *kDomain;
 }
 
