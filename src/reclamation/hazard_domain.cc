@@ -36,7 +36,7 @@ HazardDomain& HazardDomain::Default() noexcept {
   // lack of memory; never destroyed, so that threads exiting after static destruction can
   // still return their records.
   alignas(HazardDomain) static unsigned char storage[sizeof(HazardDomain)];
-  static HazardDomain* const kDomain = new (storage) HazardDomain();
+  static auto* const kDomain = new (storage) HazardDomain();
   return *kDomain;
 }
 
