@@ -10,9 +10,10 @@
 using midatlas::internal::AtlasCore;
 using midatlas::internal::AtlasResult;
 
-namespace {
+using midatlas::internal::CoreOf;
+using midatlas::internal::HandleOf;
 
-AtlasCore* Core(PRX_MID_ATLAS atlas) noexcept { return midatlas::internal::CoreOf(atlas); }
+namespace {
 
 NTSTATUS ToNtStatus(AtlasResult result) noexcept {
   switch (result) {
@@ -37,12 +38,12 @@ PRX_MID_ATLAS RxCreateMidAtlas(USHORT max_mids, USHORT initial_mids) {
       initial_mids > max_mids) {
     return nullptr;
   }
-  return midatlas::internal::HandleOf(AtlasCore::New(max_mids, initial_mids, {}));
+  return HandleOf(AtlasCore::New(max_mids, initial_mids, {}));
 }
 
 VOID RxDestroyMidAtlas(PRX_MID_ATLAS atlas, PCONTEXT_DESTRUCTOR destructor) {
   if (atlas == nullptr) return;
-  AtlasCore* core = Core(atlas);
+  AtlasCore* core = CoreOf(atlas);
   if (destructor != nullptr) core->set_context_destructor(destructor);
   AtlasCore::Destroy(core);
 }
@@ -50,14 +51,14 @@ VOID RxDestroyMidAtlas(PRX_MID_ATLAS atlas, PCONTEXT_DESTRUCTOR destructor) {
 NTSTATUS RxAssociateContextWithMid(PRX_MID_ATLAS atlas, PVOID context, PUSHORT new_mid) {
   if (atlas == nullptr) return STATUS_INVALID_PARAMETER;
   midatlas::Mid mid = 0;
-  const AtlasResult result = Core(atlas)->Associate(context, new_mid == nullptr ? nullptr : &mid);
+  const AtlasResult result = CoreOf(atlas)->Associate(context, new_mid == nullptr ? nullptr : &mid);
   if (result == AtlasResult::kOk) *new_mid = mid;
   return ToNtStatus(result);
 }
 
 PVOID RxMapMidToContext(PRX_MID_ATLAS atlas, USHORT mid) {
   if (atlas == nullptr) return nullptr;
-  return Core(atlas)->Map(mid);
+  return CoreOf(atlas)->Map(mid);
 }
 
 NTSTATUS RxMapAndDissociateMidFromContext(PRX_MID_ATLAS atlas, USHORT mid,
@@ -67,28 +68,28 @@ NTSTATUS RxMapAndDissociateMidFromContext(PRX_MID_ATLAS atlas, USHORT mid,
     *context_out = nullptr;
     return STATUS_INVALID_PARAMETER;
   }
-  return ToNtStatus(Core(atlas)->MapAndDissociate(mid, context_out));
+  return ToNtStatus(CoreOf(atlas)->MapAndDissociate(mid, context_out));
 }
 
 NTSTATUS RxReassociateMid(PRX_MID_ATLAS atlas, USHORT mid, PVOID new_context) {
   if (atlas == nullptr) return STATUS_INVALID_PARAMETER;
-  return ToNtStatus(Core(atlas)->Reassociate(mid, new_context));
+  return ToNtStatus(CoreOf(atlas)->Reassociate(mid, new_context));
 }
 
 VOID RxIterateMidAtlasAndRemove(PRX_MID_ATLAS atlas, PCONTEXT_ITERATOR iterator) {
   // A NULL iterator would drop every context on the floor: treat it as a no-op instead.
   if (atlas == nullptr || iterator == nullptr) return;
-  Core(atlas)->IterateAndRemove([iterator](void* context) { iterator(context); });
+  CoreOf(atlas)->IterateAndRemove([iterator](void* context) { iterator(context); });
 }
 
 USHORT RxGetMaximumNumberOfMids(PRX_MID_ATLAS atlas) {
   if (atlas == nullptr) return 0;
-  return static_cast<USHORT>(Core(atlas)->max_mids());
+  return static_cast<USHORT>(CoreOf(atlas)->max_mids());
 }
 
 USHORT RxGetNumberOfMidsInUse(PRX_MID_ATLAS atlas) {
   if (atlas == nullptr) return 0;
-  return static_cast<USHORT>(Core(atlas)->mids_in_use());
+  return static_cast<USHORT>(CoreOf(atlas)->mids_in_use());
 }
 
 }  // extern "C"

@@ -23,7 +23,9 @@ using midatlas::NetNameKind;
 using midatlas::NetNameRef;
 using midatlas::NetNameTable;
 using midatlas::internal::NetNameNode;
+using midatlas::internal::HandleOf;
 using midatlas::internal::NetNameRefAccess;
+using midatlas::internal::NodeOf;
 
 static_assert(sizeof(RX_CONNECTION_ID) == midatlas::kConnectionIdBytes,
               "RX_CONNECTION_ID is the 8-byte RDBSS blob");
@@ -31,27 +33,14 @@ static_assert(RX_NETNAME_MAX_BYTES == midatlas::kMaxNetNameBytes, "limits agree"
 static_assert(RX_NETNAME_MAX_COMPONENT_BYTES == midatlas::kMaxNetNameComponentBytes,
               "limits agree");
 
-// ---- Every cast between a PRX_NET_NAME / PRX_NET_NAME_TABLE handle and its C++ object -----
-//   PRX_NET_NAME_TABLE  a _RX_NET_NAME_TABLE, defined here: it owns the C++ table and keeps
-//                       the C provider (no cast: the C tag is completed by this definition)
-//   PRX_NET_NAME        a NetNameNode carrying one reference (_RX_NET_NAME is only a tag that
-//                       gives C a distinct pointer type; no object of it ever exists)
-// src/capi/handles.h holds the atlas handle's conversions.
+// The table handle: a _RX_NET_NAME_TABLE owns the C++ table and keeps the C provider. It is
+// defined here, where the shims use its fields; the conversions of both handles are in
+// capi/handles.h.
 struct _RX_NET_NAME_TABLE {
   std::unique_ptr<NetNameTable> table;
   PMRX_GET_CONNECTION_ID get_connection_id = nullptr;
 };
 
-namespace {
-
-NetNameNode* Node(PRX_NET_NAME name) noexcept { return reinterpret_cast<NetNameNode*>(name); }
-// Hands `ref`'s reference to the caller as a handle.
-PRX_NET_NAME Handle(NetNameRef ref) noexcept {
-  return reinterpret_cast<PRX_NET_NAME>(NetNameRefAccess::ReleaseToRaw(std::move(ref)));
-}
-
-}  // namespace
-// ---- end of the handle casts ----------------------------------------------------------------
 
 namespace {
 
@@ -160,7 +149,7 @@ NTSTATUS RxFindOrCreateNetName(PRX_NET_NAME_TABLE table, PVOID rx_context, const
   if (!NameValid(view, /*allow_stream=*/false)) return STATUS_OBJECT_NAME_INVALID;
   absl::StatusOr<NetNameRef> ref = table->table->FindOrCreateWithId(view, *kind, FromC(id));
   if (!ref.ok()) return ToNtStatus(ref.status());
-  *net_name = Handle(*std::move(ref));
+  *net_name = HandleOf(*std::move(ref));
   return STATUS_SUCCESS;
 }
 
@@ -178,30 +167,30 @@ NTSTATUS RxLookupNetName(PRX_NET_NAME_TABLE table, const char* path, size_t path
   absl::StatusOr<midatlas::NetNameMatch> match = table->table->Lookup(view, id);
   if (!match.ok()) return ToNtStatus(match.status());
   *prefix_length = path_length - match->remaining.size();
-  *net_name = Handle(std::move(match->entry));
+  *net_name = HandleOf(std::move(match->entry));
   return STATUS_SUCCESS;
 }
 
 NTSTATUS RxRemoveNetName(PRX_NET_NAME_TABLE table, PRX_NET_NAME net_name) {
   if (table == nullptr || net_name == nullptr) return STATUS_INVALID_PARAMETER;
   // Borrows the caller's reference for the call and gives it back: the caller keeps it.
-  NetNameRef ref = NetNameRefAccess::AdoptRaw(Node(net_name));
+  NetNameRef ref = NetNameRefAccess::AdoptRaw(NodeOf(net_name));
   const bool removed = table->table->Remove(ref);
   static_cast<void>(NetNameRefAccess::ReleaseToRaw(std::move(ref)));
   return removed ? STATUS_SUCCESS : STATUS_NOT_FOUND;
 }
 
 VOID RxReferenceNetName(PRX_NET_NAME net_name) {
-  if (net_name != nullptr) midatlas::internal::NetNameCore::Acquire(Node(net_name));
+  if (net_name != nullptr) midatlas::internal::NetNameCore::Acquire(NodeOf(net_name));
 }
 
 VOID RxDereferenceNetName(PRX_NET_NAME net_name) {
-  if (net_name != nullptr) midatlas::internal::NetNameCore::Release(Node(net_name));
+  if (net_name != nullptr) midatlas::internal::NetNameCore::Release(NodeOf(net_name));
 }
 
 PRX_MID_ATLAS RxGetNetNameMidAtlas(PRX_NET_NAME net_name) {
   if (net_name == nullptr) return nullptr;
-  midatlas::MidAtlas* atlas = Node(net_name)->ConnectionAtlas();
+  midatlas::MidAtlas* atlas = NodeOf(net_name)->ConnectionAtlas();
   if (atlas == nullptr) return nullptr;
   // The C atlas handle is the core object itself (see midatlax.cc).
   return midatlas::internal::HandleOf(midatlas::internal::FrontEndAccess::Core(*atlas));
@@ -209,7 +198,7 @@ PRX_MID_ATLAS RxGetNetNameMidAtlas(PRX_NET_NAME net_name) {
 
 RX_NET_NAME_TYPE RxGetNetNameType(PRX_NET_NAME net_name) {
   if (net_name == nullptr) return RxNetNameInvalid;
-  return TypeOf(Node(net_name)->kind);
+  return TypeOf(NodeOf(net_name)->kind);
 }
 
 const char* RxGetNetNameName(PRX_NET_NAME net_name, size_t* name_length) {
@@ -217,14 +206,14 @@ const char* RxGetNetNameName(PRX_NET_NAME net_name, size_t* name_length) {
     if (name_length != nullptr) *name_length = 0;
     return nullptr;
   }
-  const NetNameNode* node = Node(net_name);
+  const NetNameNode* node = NodeOf(net_name);
   if (name_length != nullptr) *name_length = node->name.size();
   return node->name.data();
 }
 
 VOID RxGetNetNameConnectionId(PRX_NET_NAME net_name, PRX_CONNECTION_ID connection_id) {
   if (connection_id == nullptr) return;
-  const ConnectionId id = net_name == nullptr ? ConnectionId{} : Node(net_name)->id;
+  const ConnectionId id = net_name == nullptr ? ConnectionId{} : NodeOf(net_name)->id;
   std::memcpy(connection_id, id.bytes.data(), sizeof(*connection_id));
 }
 
