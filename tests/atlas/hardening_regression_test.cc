@@ -93,6 +93,23 @@ void* operator new(std::size_t size, std::align_val_t alignment) {
 void* operator new[](std::size_t size, std::align_val_t alignment) {
   return AllocateAligned(size, alignment);
 }
+// The nothrow forms too (the maps use them): sanitizer runtimes provide their own, which would
+// not forward to the throwing forms above.
+void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  try {
+    return AllocateAligned(size, alignment);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, std::align_val_t alignment,
+                     const std::nothrow_t&) noexcept {
+  try {
+    return AllocateAligned(size, alignment);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
 void operator delete(void* block, std::align_val_t) noexcept { FreeAligned(block); }
 void operator delete[](void* block, std::align_val_t) noexcept { FreeAligned(block); }
 void operator delete(void* block, std::size_t, std::align_val_t) noexcept { FreeAligned(block); }
