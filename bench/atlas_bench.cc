@@ -19,6 +19,8 @@
 //   BM_Memory      heap bytes held at each occupancy
 //   BM_LateDuplicate  map-and-dissociate of MIDs not in use (late duplicate responses), with
 //                  the heap allocations it made counted (0 expected)
+//   BM_MidsInUse   the in-use count (mids_in_use / RxGetNumberOfMidsInUse) against occupancy
+//                  and initial_mids (midatlas only: the count is its own API)
 //
 // Every atlas is created with max 65,535 MIDs and start 50 (the RDBSS defaults for a LAN
 // Manager server) unless the workload says otherwise, and reaches its occupancy by
@@ -254,6 +256,34 @@ void LateDuplicateWorkload(benchmark::State& state) {
 }
 
 // ---------------------------------------------------------------------------------------
+// in-use count (BM_MidsInUse): what a caller pays that checks the count per request (flow
+// control, SMB credits), at several occupancies and first-map sizes.
+
+template <typename Impl>
+void MidsInUseSetup(const benchmark::State& state) {
+  CreateShared<Impl>(static_cast<std::uint32_t>(state.range(1)));
+  std::vector<Mid> mids;
+  if (!Shared<Impl>::ready ||
+      !Fill(*Shared<Impl>::atlas, static_cast<std::size_t>(state.range(0)), &mids)) {
+    Shared<Impl>::ready = false;
+  }
+}
+
+template <typename Impl>
+void MidsInUseWorkload(benchmark::State& state) {
+  if (!Shared<Impl>::ready) return SkipRun(state, "could not reach the requested occupancy");
+  const Impl& atlas = *Shared<Impl>::atlas;
+  const auto expected = static_cast<std::uint32_t>(state.range(0));
+  std::uint32_t count = 0;
+  for (auto _ : state) {
+    count = atlas.MidsInUse();
+    benchmark::DoNotOptimize(count);
+  }
+  if (count != expected) state.SkipWithError("mids_in_use disagrees with the occupancy");
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+// ---------------------------------------------------------------------------------------
 // churn (BM_Pair): the request lifecycle with a steady window of 50 in flight, split over
 // the threads. Each thread dissociates its oldest MID and associates a new one in its place.
 
@@ -485,9 +515,21 @@ void RegisterAll() {
   }
 }
 
+template <typename Impl>
+void RegisterMidsInUse() {
+  benchmark::RegisterBenchmark(NameFor<Impl>("MidsInUse").c_str(), MidsInUseWorkload<Impl>)
+      ->ArgNames({"in_use", "start"})
+      ->ArgsProduct({{10, 2000, 65535}, {1, 50}})
+      ->Setup(MidsInUseSetup<Impl>)
+      ->Teardown(TeardownShared<Impl>)
+      ->UseRealTime();
+}
+
 template <typename... Impls>
 void RegisterPeers() {
   RegisterAll<MidatlasCpp, MidatlasC, Impls..., AbslMap, ClassicMutex, FlatAtomic>();
+  RegisterMidsInUse<MidatlasCpp>();
+  RegisterMidsInUse<MidatlasC>();
 }
 
 }  // namespace

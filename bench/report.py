@@ -30,6 +30,7 @@ WORKLOADS = {
     "ReadMostly": "read-mostly",
     "Growth": "growth",
     "LateDuplicate": "late-duplicate",
+    "MidsInUse": "mids-in-use",
 }
 GROUP_TITLES = {
     "lookup/50": "lookup, 50 in use (Map of a random in-use MID)",

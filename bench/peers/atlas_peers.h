@@ -45,6 +45,7 @@ class MidatlasCpp {
   [[nodiscard]] std::size_t attached_bytes() const noexcept {
     return atlas_->stats().bytes_attached;
   }
+  [[nodiscard]] std::uint32_t MidsInUse() const noexcept { return atlas_->mids_in_use(); }
 
  private:
   std::optional<midatlas::MidAtlas> atlas_;
@@ -72,6 +73,7 @@ class MidatlasC {
     return context;
   }
   void Settle() noexcept {}
+  [[nodiscard]] std::uint32_t MidsInUse() const noexcept { return RxGetNumberOfMidsInUse(atlas_); }
 
  private:
   PRX_MID_ATLAS atlas_;

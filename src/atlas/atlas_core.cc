@@ -31,9 +31,9 @@ AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
   const MidLayout layout = LayoutForInitialMids(initial_mids);
   const std::uint32_t dir_entries = 1U << layout.dir_bits;
   static_assert(sizeof(AtlasCore) % alignof(DirectoryMap) == 0, "directory 0 follows the atlas");
-  static_assert(alignof(AtlasCore) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__, "plain new suffices");
+  // Aligned to a cache line: the subordinate count has a line of its own.
   void* memory = ::operator new(sizeof(AtlasCore) + DirectoryMap::AllocationSize(dir_entries),
-                                std::nothrow);
+                                std::align_val_t{alignof(AtlasCore)}, std::nothrow);
   if (memory == nullptr) return nullptr;
   auto* core = new (memory) AtlasCore(max_mids, initial_mids, layout, std::move(destructor));
   DirectoryMap::CreateAt(core + 1, 0, dir_entries);
@@ -47,7 +47,7 @@ AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
 void AtlasCore::Destroy(AtlasCore* core) noexcept {
   if (core == nullptr) return;
   core->~AtlasCore();
-  ::operator delete(static_cast<void*>(core));
+  ::operator delete(static_cast<void*>(core), std::align_val_t{alignof(AtlasCore)});
 }
 
 bool AtlasCore::AllocateInitialMaps() noexcept {
@@ -293,11 +293,13 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
   // visible, so protect it before it is.
   guard.ProtectUnshared(fresh);
   MIDATLAS_CHAOS_POINT();
+  CountSubordinateTaken();  // (atlas:C1), before the install publishes our context
   if (dir.InstallLeaf(leaf_index & entry_mask_, fresh)) {  // (atlas:A3)
     *mid_out = MidOf(leaf_index, 0);
     if (fresh->valid_slots() == 1) ClearHintIfFull(*fresh);
     return TakeResult::kTaken;
   }
+  CountSubordinateFreed();  // (atlas:C2): the slot was never ours
   // Another grower won; nobody saw ours. Our guard's hazard on it only delays a free of
   // whatever reuses the address until TakeFromSubordinate's guards end.
   LeafMap::Destroy(fresh);
@@ -317,6 +319,7 @@ AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noe
   void* context = found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
   MIDATLAS_CHAOS_POINT();
+  CountSubordinateFreed();  // (atlas:C2)
   LeafMap& leaf = *found.leaf;
   const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
   if (free_after == 1) hints_.SetIfClear(leaf_index);                      // (hints:L3)
@@ -424,13 +427,12 @@ std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
   return removed;
 }
 
+// O(1): leaf 0's held slots from its free-stack head, plus the subordinate count. Exact when
+// no call is running; while calls run it may be off by the calls in progress (each counts its
+// MID between its pop and its publication, or between its take and its push).
 std::uint32_t AtlasCore::mids_in_use() const noexcept {
-  std::uint32_t held = 0;
-  ForEachLeaf<WalkMode::kGuarded>([&held](std::uint32_t, DirectoryMap*, const LeafMap* leaf) {
-    if (leaf != nullptr) held += leaf->HeldSlots();
-    return true;
-  });
-  return held;
+  // (atlas:C3) relaxed: a snapshot of a count; pairs with nothing.
+  return leaf0_->HeldSlots() + subordinate_held_.load(std::memory_order_relaxed);
 }
 
 AtlasStats AtlasCore::stats() const noexcept {

@@ -7,6 +7,7 @@
 //   (atlas:A4) installs a directory (release CAS)       pairs with (hp:H1)
 //   (atlas:U2) unlinks a frozen directory (acq_rel CAS)
 //   (atlas:P1) moves the spare-leaf hint (relaxed CAS)
+//   (atlas:C1)/(atlas:C2)/(atlas:C3) count MIDs held beyond the first map (relaxed)
 #ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
@@ -111,6 +112,16 @@ class AtlasCore {
   TakeResult GrowLeaf(HazardGuard& guard, DirectoryMap& dir, std::uint32_t leaf_index,
                       void* context, Mid* mid_out) noexcept;
   void ClearHintIfFull(LeafMap& leaf) noexcept;
+  void CountSubordinateTaken() noexcept {
+    // (atlas:C1) relaxed: a count, read only by mids_in_use. It comes before the context's
+    // publication (atlas:A2)/(atlas:A3), so the dissociate that frees this MID - which
+    // synchronizes with that publication - decrements after it in the counter's order.
+    subordinate_held_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void CountSubordinateFreed() noexcept {
+    // (atlas:C2) relaxed: as (atlas:C1).
+    subordinate_held_.fetch_sub(1, std::memory_order_relaxed);
+  }
   Confirmation ConfirmAllInUse() noexcept;
 
   void OnLeafDrained(DirectoryMap& dir, LeafMap& leaf) noexcept;
@@ -147,6 +158,10 @@ class AtlasCore {
   LeafHints hints_;
   // Serial numbers of the leaves this atlas creates (AC6's key). Only growers touch it.
   std::atomic<std::uint64_t> next_leaf_serial_{0};
+  // MIDs held in subordinate leaves, so that mids_in_use is O(1): leaf 0's count is its
+  // free-stack head, and only calls beyond leaf 0 touch this line (its own: it is written by
+  // every such associate and dissociate).
+  alignas(64) std::atomic<std::uint32_t> subordinate_held_{0};
   // The one drained subordinate leaf kept attached as a spare (0 = none): see OnLeafDrained.
   // Written only when a leaf drains, so it may share a line with the read-mostly fields.
   std::atomic<std::uint32_t> spare_leaf_{0};
@@ -198,6 +213,7 @@ inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) 
     return false;
   }
   MIDATLAS_CHAOS_POINT();
+  if (leaf.index() != 0) CountSubordinateTaken();  // (atlas:C1)
   // AC1: a slot on the free stack holds null, so until this store Map returns null for it.
   leaf.PublishContext(popped.index, context);  // (atlas:A2)
   *mid_out = MidOf(leaf.index(), popped.index);

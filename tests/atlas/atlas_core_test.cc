@@ -338,3 +338,39 @@ TEST(AtlasInvariants, LegalFreezesAndCountsDoNotTrip) {
 
 }  // namespace
 }  // namespace midatlas::internal
+
+namespace midatlas::internal {
+namespace {
+
+// mids_in_use is O(1) (leaf 0's head plus a count of MIDs held beyond it); when no call runs
+// it must equal the count the leaf walk of stats() makes, through growth, shrink and reuse.
+TEST(AtlasCoreCount, MidsInUseEqualsTheWalkedCountThroughGrowthAndShrink) {
+  for (const std::uint32_t initial : {1U, 16U, 50U}) {
+    absl::StatusOr<MidAtlas> atlas = MidAtlas::Create({.max_mids = 5000, .initial_mids = initial});
+    ASSERT_TRUE(atlas.ok()) << atlas.status();
+    std::vector<Mid> held;
+    std::uint32_t seed = 12345 + initial;
+    for (int step = 0; step < 20000; ++step) {
+      seed = seed * 1103515245U + 12345U;
+      const bool take = held.empty() || (seed >> 16) % 100 < (step < 10000 ? 70U : 30U);
+      if (take) {
+        absl::StatusOr<Mid> mid = atlas->Associate(ContextFor(static_cast<std::uint32_t>(step)));
+        if (mid.ok()) held.push_back(*mid);
+      } else {
+        const std::size_t at = (seed >> 8) % held.size();
+        ASSERT_TRUE(atlas->MapAndDissociate(held[at]).ok());
+        held[at] = held.back();
+        held.pop_back();
+      }
+      if (step % 997 == 0) {
+        ASSERT_EQ(atlas->mids_in_use(), held.size()) << "initial " << initial << " step " << step;
+        ASSERT_EQ(atlas->stats().mids_in_use, held.size());
+      }
+    }
+    for (Mid mid : held) ASSERT_TRUE(atlas->MapAndDissociate(mid).ok());
+    EXPECT_EQ(atlas->mids_in_use(), 0U);
+  }
+}
+
+}  // namespace
+}  // namespace midatlas::internal
