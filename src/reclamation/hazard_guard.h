@@ -15,7 +15,7 @@
 //   (hp:H1) node = source.load(acquire)       pairs with the publisher's release store/CAS
 //   (hp:H2) slot = node                       relaxed; ordered by (fence:F2) and (fence:F3)
 //   (fence:F2) compiler barrier
-//   (hp:H3) source.load() == node ?           else the node may already be unlinked
+//   (hp:H3) source.load(acquire) == node ?    else the node may already be unlinked
 // and a guard's release of its slot is (hp:H4), a release store of null that pairs with the
 // reclaimer's acquire load (hp:R3): every read made through the guard happens-before the free.
 //

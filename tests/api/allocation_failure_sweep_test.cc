@@ -35,6 +35,7 @@
 #include "midatlas/mid_atlas.h"
 #include "midatlas/midatlax.h"
 #include "reclamation/hazard_domain.h"
+#include "api/outcome.h"
 #include "support/allocation_failure_sweep.h"
 #include "support/failing_allocation.h"
 
@@ -65,15 +66,8 @@ constexpr int kOutOfMemoryStreak = 4;
 // Contexts a run may hand out: the growth, the reassociations, the regrowth, the refill.
 constexpr std::uint32_t kContexts = 4 * kMaxMids;
 
-// How a call ended, in the terms both front ends document.
-enum class Outcome : std::uint8_t {
-  kOk,
-  kAllInUse,     // C++: kUnavailable        C: STATUS_UNSUCCESSFUL
-  kOutOfMemory,  // C++: kResourceExhausted  C: STATUS_INSUFFICIENT_RESOURCES; NULL atlas
-  kInvalid,      // C++: kInvalidArgument    C: STATUS_INVALID_PARAMETER
-  kUnexpected,   // any other answer, or a hot-path status that carries a message
-  kThrew,        // an exception escaped the call
-};
+using testing_support::Outcome;
+using testing_support::OutcomeOf;
 
 // Opaque contexts, never dereferenced: context k is the value (k + 1) * 8.
 void* ContextFor(std::uint32_t k) noexcept {
@@ -201,21 +195,6 @@ class CppFrontEnd {
   void Destroy() noexcept { atlas_.reset(); }
 
  private:
-  static Outcome OutcomeOf(const absl::Status& status, bool hot_path) noexcept {
-    if (status.ok()) return Outcome::kOk;
-    // The hot paths' errors are the code alone: a message would have been allocated.
-    if (hot_path && !status.message().empty()) return Outcome::kUnexpected;
-    switch (status.code()) {
-      case absl::StatusCode::kUnavailable:
-        return Outcome::kAllInUse;
-      case absl::StatusCode::kResourceExhausted:
-        return Outcome::kOutOfMemory;
-      case absl::StatusCode::kInvalidArgument:
-        return Outcome::kInvalid;
-      default:
-        return Outcome::kUnexpected;
-    }
-  }
 
   std::optional<MidAtlas> atlas_;
 };
@@ -280,13 +259,6 @@ class CFrontEnd {
   }
 
  private:
-  static Outcome OutcomeOf(NTSTATUS status) noexcept {
-    if (status == STATUS_SUCCESS) return Outcome::kOk;
-    if (status == STATUS_UNSUCCESSFUL) return Outcome::kAllInUse;
-    if (status == STATUS_INSUFFICIENT_RESOURCES) return Outcome::kOutOfMemory;
-    if (status == STATUS_INVALID_PARAMETER) return Outcome::kInvalid;
-    return Outcome::kUnexpected;
-  }
 
   PRX_MID_ATLAS atlas_ = nullptr;
 };

@@ -30,6 +30,7 @@
 #include "capi/handles.h"
 #include "midatlas/mid_atlas.h"
 #include "midatlas/midatlax.h"
+#include "api/outcome.h"
 #include "support/failing_allocation.h"
 
 namespace midatlas {
@@ -41,29 +42,8 @@ using testing_support::FailNothrowAllocations;
 // The common vocabulary.
 
 // How a call ended, in the terms both front ends document.
-enum class Outcome {
-  kOk,
-  kAllInUse,     // C++: kUnavailable           C: STATUS_UNSUCCESSFUL
-  kOutOfMemory,  // C++: kResourceExhausted     C: STATUS_INSUFFICIENT_RESOURCES
-  kInvalid,      // C++: kInvalidArgument       C: STATUS_INVALID_PARAMETER
-  kUnexpected,   // anything else: never correct
-};
-
-std::ostream& operator<<(std::ostream& out, Outcome outcome) {
-  switch (outcome) {
-    case Outcome::kOk:
-      return out << "ok";
-    case Outcome::kAllInUse:
-      return out << "all in use";
-    case Outcome::kOutOfMemory:
-      return out << "out of memory";
-    case Outcome::kInvalid:
-      return out << "invalid";
-    case Outcome::kUnexpected:
-      break;
-  }
-  return out << "unexpected";
-}
+using testing_support::Outcome;
+using testing_support::OutcomeOf;
 
 // How many times each context was handed to a destructor or an iterator.
 using ContextLog = std::map<void*, int>;
@@ -120,19 +100,6 @@ class CppFrontEnd {
   void Destroy() { atlas_.reset(); }
 
  private:
-  static Outcome OutcomeOf(const absl::Status& status) {
-    if (status.ok()) return Outcome::kOk;
-    switch (status.code()) {
-      case absl::StatusCode::kUnavailable:
-        return Outcome::kAllInUse;
-      case absl::StatusCode::kResourceExhausted:
-        return Outcome::kOutOfMemory;
-      case absl::StatusCode::kInvalidArgument:
-        return Outcome::kInvalid;
-      default:
-        return Outcome::kUnexpected;
-    }
-  }
 
   std::optional<MidAtlas> atlas_;
 };
@@ -197,13 +164,6 @@ class CFrontEnd {
   }
 
  private:
-  static Outcome OutcomeOf(NTSTATUS status) {
-    if (status == STATUS_SUCCESS) return Outcome::kOk;
-    if (status == STATUS_UNSUCCESSFUL) return Outcome::kAllInUse;
-    if (status == STATUS_INSUFFICIENT_RESOURCES) return Outcome::kOutOfMemory;
-    if (status == STATUS_INVALID_PARAMETER) return Outcome::kInvalid;
-    return Outcome::kUnexpected;
-  }
   static void DeliverToIterator(PVOID context) { (*current_iterator_)(context); }
   static void CountDestroyed(PVOID context) { ++(*destroy_log_)[context]; }
 
