@@ -7,7 +7,8 @@
 // hand, and two components (the atlas walk, the NetName buckets, guarded lookups) can never
 // write the same slot. Guards may be built, moved and destroyed in any order.
 //
-//   HazardGuard guard(ThisThreadRecord());
+//   const RecordLease lease;                     // the thread's record (or the emergency one)
+//   HazardGuard guard(lease.record());
 //   const Node* node = guard.TryProtect(head);   // null: changed (or null) during the call
 //   if (node != nullptr) Read(*node);             // safe until guard.Reset() or destruction
 //
@@ -128,8 +129,6 @@ class HazardGuard : public HazardSlot {
  public:
   // Takes a slot of `record`, which must be the calling thread's.
   explicit HazardGuard(HazardRecord& record) : HazardSlot(record.TakeSlot()), record_(&record) {}
-  // Takes a slot of the calling thread's record in the default domain.
-  HazardGuard() : HazardGuard(ThisThreadRecord()) {}
 
   HazardGuard(HazardGuard&& other) noexcept : HazardSlot(other.slot_), record_(other.record_) {
     other.slot_ = nullptr;
