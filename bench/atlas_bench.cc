@@ -19,12 +19,14 @@
 //   BM_Memory      heap bytes held at each occupancy
 //   BM_LateDuplicate  map-and-dissociate of MIDs not in use (late duplicate responses), with
 //                  the heap allocations it made counted (0 expected)
+//   BM_MapChain    dependent lookups: each Map's context names the next MID (latency, 1 thread)
 //   BM_MidsInUse   the in-use count (mids_in_use / RxGetNumberOfMidsInUse) against occupancy
 //                  and initial_mids (midatlas only: the count is its own API)
 //
 // Every atlas is created with max 65,535 MIDs and start 50 (the RDBSS defaults for a LAN
 // Manager server) unless the workload says otherwise, and reaches its occupancy by
 // associating. Peers whose package is missing are compiled out and reported as skipped.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -143,8 +145,8 @@ void LookupSetup(const benchmark::State& state) {
 }
 
 template <typename Impl>
-void GrowthSetup(const benchmark::State&) {
-  CreateShared<Impl>(1);
+void GrowthSetup(const benchmark::State& state) {
+  CreateShared<Impl>(static_cast<std::uint32_t>(state.range(0)));
 }
 
 // read-mostly's writer: the send path of one connection, a steady window of 50 requests,
@@ -252,6 +254,50 @@ void LateDuplicateWorkload(benchmark::State& state) {
   StopHeapCount();
   state.counters["allocs_per_call"] = benchmark::Counter(
       static_cast<double>(CountedAllocations()) / static_cast<double>(state.iterations()));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+// ---------------------------------------------------------------------------------------
+// dependent lookups (BM_MapChain): the latency of one Map, as a receive path that must look a
+// request up before it knows the next one sees it. The contexts form one random cycle through
+// the MIDs in use: each context's object holds the next MID, so each Map waits for the last.
+
+template <typename Impl>
+void MapChainSetup(const benchmark::State& state) {
+  CreateShared<Impl>(kStartMids);
+  const auto in_use = static_cast<std::size_t>(state.range(0));
+  std::vector<Mid> mids;
+  if (!Shared<Impl>::ready || !Fill(*Shared<Impl>::atlas, in_use, &mids)) {
+    Shared<Impl>::ready = false;
+    return;
+  }
+  Shared<Impl>::atlas->Settle();
+  std::vector<std::size_t> order(in_use);
+  for (std::size_t i = 0; i < in_use; ++i) order[i] = i;
+  std::mt19937 rng(kProbeSeed);
+  std::shuffle(order.begin(), order.end(), rng);
+  // Context i (object i, see Fill) holds the MID of the next context in the cycle.
+  for (std::size_t j = 0; j < in_use; ++j) {
+    g_objects[order[j] & 0xFFFF] = mids[order[(j + 1) % in_use]];
+  }
+  Shared<Impl>::probes[0] = mids[order[0]];
+}
+
+template <typename Impl>
+void MapChainWorkload(benchmark::State& state) {
+  [[maybe_unused]] typename Impl::ThreadScope rcu_reader;
+  if (!Shared<Impl>::ready) return SkipRun(state, "could not reach the requested occupancy");
+  const Impl& atlas = *Shared<Impl>::atlas;
+  Mid mid = Shared<Impl>::probes[0];
+  for (auto _ : state) {
+    const auto* object = static_cast<const std::uint64_t*>(atlas.Map(mid));
+    if (object == nullptr) [[unlikely]] {
+      state.SkipWithError("a MID of the chain was not in use");
+      break;
+    }
+    mid = static_cast<Mid>(*object);
+  }
+  benchmark::DoNotOptimize(mid);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 
@@ -515,6 +561,34 @@ void RegisterAll() {
   }
 }
 
+// Growth from larger first maps, to compare with start 1 (midatlas only: the peers have no
+// first-map size), and dependent lookups for every peer.
+template <typename Impl>
+void RegisterGrowthStarts() {
+  benchmark::RegisterBenchmark(NameFor<Impl>("Growth").c_str(), GrowthWorkload<Impl>)
+      ->ArgName("start")
+      ->Arg(50)
+      ->Arg(static_cast<std::int64_t>(kMaxMids))
+      ->Setup(GrowthSetup<Impl>)
+      ->Teardown(TeardownShared<Impl>)
+      ->UseRealTime()
+      ->Threads(1);
+}
+
+template <typename... Impls>
+void RegisterMapChains() {
+  (benchmark::RegisterBenchmark(NameFor<Impls>("MapChain").c_str(), MapChainWorkload<Impls>)
+       ->ArgName("in_use")
+       ->Arg(50)
+       ->Arg(2000)
+       ->Arg(kMemoryPeak)
+       ->Setup(MapChainSetup<Impls>)
+       ->Teardown(TeardownShared<Impls>)
+       ->UseRealTime()
+       ->Threads(1),
+   ...);
+}
+
 template <typename Impl>
 void RegisterMidsInUse() {
   benchmark::RegisterBenchmark(NameFor<Impl>("MidsInUse").c_str(), MidsInUseWorkload<Impl>)
@@ -528,6 +602,9 @@ void RegisterMidsInUse() {
 template <typename... Impls>
 void RegisterPeers() {
   RegisterAll<MidatlasCpp, MidatlasC, Impls..., AbslMap, ClassicMutex, FlatAtomic>();
+  RegisterMapChains<MidatlasCpp, MidatlasC, Impls..., AbslMap, ClassicMutex, FlatAtomic>();
+  RegisterGrowthStarts<MidatlasCpp>();
+  RegisterGrowthStarts<MidatlasC>();
   RegisterMidsInUse<MidatlasCpp>();
   RegisterMidsInUse<MidatlasC>();
 }

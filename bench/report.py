@@ -31,6 +31,7 @@ WORKLOADS = {
     "Growth": "growth",
     "LateDuplicate": "late-duplicate",
     "MidsInUse": "mids-in-use",
+    "MapChain": "lookup-chain",
 }
 GROUP_TITLES = {
     "lookup/50": "lookup, 50 in use (Map of a random in-use MID)",
@@ -156,8 +157,10 @@ def collect(rows):
             continue
         threads = int(b.get("threads", 1))
         key = WORKLOADS.get(workload, workload.lower())
-        if workload == "Map":
+        if workload in ("Map", "MapChain", "MidsInUse"):
             key += "/" + params.get("in_use", "")
+        if workload in ("Growth", "MidsInUse") and params.get("start", "1") != "1":
+            key += "/start:" + params["start"]
         if workload == "ReadMostly":
             threads += 1  # the writer
             if "writer_ops" in b:
