@@ -20,6 +20,7 @@
 #include "absl/functional/function_ref.h"
 #include "atlas/leaf_hints.h"
 #include "atlas/map_nodes.h"
+#include "instrumentation/atomic.h"
 #include "instrumentation/chaos.h"
 #include "midatlas/mid_atlas.h"
 #include "reclamation/hazard_domain.h"
@@ -144,7 +145,7 @@ class AtlasCore {
   }
   // The root is embedded for the same reason; only the first dir_count_ entries are used.
   static constexpr std::uint32_t kMaxRootEntries = 1U << ((16 - kMinLeafBits) / 2);
-  std::array<std::atomic<DirectoryMap*>, kMaxRootEntries> root_{};
+  std::array<Atomic<DirectoryMap*>, kMaxRootEntries> root_{};
   std::uint32_t leaf_count_;      // leaves needed to cover [0, max_mids)
   std::uint32_t dir_count_ = 0;   // directories needed to cover those leaves
   std::uint32_t leaf_capacity_;
@@ -157,14 +158,14 @@ class AtlasCore {
   // --- Shared, written by associate/dissociate on rare transitions. ---
   LeafHints hints_;
   // Serial numbers of the leaves this atlas creates (AC6's key). Only growers touch it.
-  std::atomic<std::uint64_t> next_leaf_serial_{0};
+  Atomic<std::uint64_t> next_leaf_serial_{0};
   // MIDs held in subordinate leaves, so that mids_in_use is O(1): leaf 0's count is its
   // free-stack head, and only calls beyond leaf 0 touch this line (its own: it is written by
   // every such associate and dissociate).
-  alignas(64) std::atomic<std::uint32_t> subordinate_held_{0};
+  alignas(64) Atomic<std::uint32_t> subordinate_held_{0};
   // The one drained subordinate leaf kept attached as a spare (0 = none): see OnLeafDrained.
   // Written only when a leaf drains, so it may share a line with the read-mostly fields.
-  std::atomic<std::uint32_t> spare_leaf_{0};
+  Atomic<std::uint32_t> spare_leaf_{0};
 };
 
 // ----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "instrumentation/atomic.h"
 #include "instrumentation/chaos.h"
 #include "instrumentation/fault_injection.h"
 #include "instrumentation/invariants.h"
@@ -76,7 +77,7 @@ class FreeStack {
 
   // Before the leaf is shared: puts slots [begin, end) on the stack, `begin` on top, so that
   // the lowest index is handed out first.
-  void InitUnshared(std::atomic<std::uint32_t>* links, std::uint32_t begin,
+  void InitUnshared(Atomic<std::uint32_t>* links, std::uint32_t begin,
                     std::uint32_t end) noexcept {
     for (std::uint32_t i = begin; i < end; ++i) {
       links[i].store(i + 1 < end ? i + 1 : kNone, std::memory_order_relaxed);  // unshared
@@ -92,7 +93,7 @@ class FreeStack {
     return Head::Unpack(head_.load(std::memory_order_seq_cst));
   }
 
-  PopResult Pop(std::atomic<std::uint32_t>* links) noexcept {
+  PopResult Pop(Atomic<std::uint32_t>* links) noexcept {
     // (stack:S1) acquire: pairs with (stack:S2); the link we read next was written before
     // that push.
     std::uint64_t word = head_.load(std::memory_order_acquire);
@@ -121,7 +122,7 @@ class FreeStack {
 
   // Returns the number of free slots after the push. The leaf must not be frozen (FS3: a held
   // slot keeps it from being frozen).
-  std::uint32_t Push(std::atomic<std::uint32_t>* links, std::uint32_t index) noexcept {
+  std::uint32_t Push(Atomic<std::uint32_t>* links, std::uint32_t index) noexcept {
     std::uint64_t word = head_.load(std::memory_order_relaxed);  // validated by the CAS
     while (true) {
       MIDATLAS_INVARIANT((word & kTopMask) != kFrozen, "FS1",
@@ -169,7 +170,7 @@ class FreeStack {
     return static_cast<std::uint32_t>((word >> kTopBits) & kFreeMask);
   }
 
-  std::atomic<std::uint64_t> head_{Head{}.Pack()};
+  Atomic<std::uint64_t> head_{Head{}.Pack()};
 };
 
 static_assert(sizeof(FreeStack) == 8, "the head is one word");

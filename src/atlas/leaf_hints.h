@@ -25,6 +25,8 @@
 #include <memory>
 #include <new>
 
+#include "instrumentation/atomic.h"
+
 namespace midatlas::internal {
 
 class LeafHints {
@@ -34,7 +36,7 @@ class LeafHints {
   // All leaves 1..leaves-1 start as candidates (absent). Returns false if memory is short.
   bool Init(std::uint32_t leaves) noexcept {
     words_ = (leaves + 63) / 64;
-    bits_.reset(new (std::nothrow) std::atomic<std::uint64_t>[words_ == 0 ? 1 : words_]);
+    bits_.reset(new (std::nothrow) Atomic<std::uint64_t>[words_ == 0 ? 1 : words_]);
     if (!bits_) return false;
     for (std::uint32_t w = 0; w < words_; ++w) {
       std::uint64_t word = ~std::uint64_t{0};
@@ -64,7 +66,7 @@ class LeafHints {
   }
 
   void SetIfClear(std::uint32_t leaf) noexcept {
-    std::atomic<std::uint64_t>& word = bits_[leaf / 64];
+    Atomic<std::uint64_t>& word = bits_[leaf / 64];
     // (hints:L3) seq_cst: in LH1's total order; a set bit needs no write (keeps the line
     // shared between the threads that read it).
     if ((word.load(std::memory_order_seq_cst) & Bit(leaf)) == 0) {
@@ -78,13 +80,13 @@ class LeafHints {
     return (bits_[leaf / 64].load(std::memory_order_relaxed) & Bit(leaf)) != 0;
   }
 
-  [[nodiscard]] std::size_t bytes() const noexcept { return words_ * sizeof(std::atomic<std::uint64_t>); }
+  [[nodiscard]] std::size_t bytes() const noexcept { return words_ * sizeof(Atomic<std::uint64_t>); }
 
  private:
   static std::uint64_t Bit(std::uint32_t leaf) noexcept { return std::uint64_t{1} << (leaf % 64); }
 
   std::uint32_t words_ = 0;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> bits_;
+  std::unique_ptr<Atomic<std::uint64_t>[]> bits_;
 };
 
 }  // namespace midatlas::internal

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <new>
 
+#include "instrumentation/atomic.h"
+
 namespace midatlas::internal {
 
 LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
@@ -12,13 +14,13 @@ LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint3
   if (memory == nullptr) return nullptr;
   auto* leaf = new (memory) LeafMap(index, capacity, valid_slots, serial);
   leaf->reclaim = &LeafMap::Reclaim;
-  std::atomic<void*>* contexts = leaf->contexts();
+  Atomic<void*>* contexts = leaf->contexts();
   for (std::uint32_t slot = 0; slot < capacity; ++slot) {
-    new (&contexts[slot]) std::atomic<void*>(nullptr);
+    new (&contexts[slot]) Atomic<void*>(nullptr);
   }
-  std::atomic<std::uint32_t>* links = leaf->links();
+  Atomic<std::uint32_t>* links = leaf->links();
   for (std::uint32_t slot = 0; slot < capacity; ++slot) {
-    new (&links[slot]) std::atomic<std::uint32_t>(FreeStack::kNone);
+    new (&links[slot]) Atomic<std::uint32_t>(FreeStack::kNone);
   }
   std::uint32_t first_free = 0;
   if (context_for_first_slot != nullptr && valid_slots > 0) {
@@ -46,9 +48,9 @@ DirectoryMap* DirectoryMap::CreateAt(void* storage, std::uint32_t index,
                                      std::uint32_t entries) noexcept {
   auto* dir = new (storage) DirectoryMap(index, entries);
   dir->reclaim = &DirectoryMap::Reclaim;
-  std::atomic<LeafMap*>* leaves = dir->leaves();
+  Atomic<LeafMap*>* leaves = dir->leaves();
   for (std::uint32_t entry = 0; entry < entries; ++entry) {
-    new (&leaves[entry]) std::atomic<LeafMap*>(nullptr);
+    new (&leaves[entry]) Atomic<LeafMap*>(nullptr);
   }
   return dir;
 }

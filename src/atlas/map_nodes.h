@@ -10,9 +10,9 @@
 //   +----------------------------------------------+  offset 64
 //   | FreeStack head (8) ........................ |  its own line: every associate and
 //   +----------------------------------------------+  dissociate CASes it  offset 128
-//   | std::atomic<void*> contexts[capacity]        |  null = free (or being associated)
+//   | Atomic<void*> contexts[capacity]        |  null = free (or being associated)
 //   +----------------------------------------------+
-//   | std::atomic<uint32_t> links[capacity]        |  free-stack links (free_stack.h)
+//   | Atomic<uint32_t> links[capacity]        |  free-stack links (free_stack.h)
 //   +----------------------------------------------+
 //
 // Contexts are kept dense, 8 per cache line, because Map reads nothing else. The free-stack
@@ -24,7 +24,7 @@
 //   +-----------------------------+  offset 0
 //   | Retirable (24) | state | idx|  32-byte header
 //   +-----------------------------+
-//   | std::atomic<LeafMap*> leaves[entries]        |
+//   | Atomic<LeafMap*> leaves[entries]        |
 //   +----------------------------------------------+
 //
 //   state = number of non-null leaf entries (and leaves being installed), or kFrozen.
@@ -46,6 +46,7 @@
 #include <new>
 
 #include "atlas/free_stack.h"
+#include "instrumentation/atomic.h"
 #include "instrumentation/chaos.h"
 #include "instrumentation/fault_injection.h"
 #include "instrumentation/invariants.h"
@@ -64,7 +65,7 @@ class alignas(64) LeafMap : public Retirable {
                          std::uint64_t serial, void* context_for_first_slot) noexcept;
   static void Destroy(LeafMap* leaf) noexcept;
   [[nodiscard]] static std::size_t AllocationSize(std::uint32_t capacity) noexcept {
-    return sizeof(LeafMap) + capacity * (sizeof(std::atomic<void*>) + sizeof(std::atomic<std::uint32_t>));
+    return sizeof(LeafMap) + capacity * (sizeof(Atomic<void*>) + sizeof(Atomic<std::uint32_t>));
   }
 
   // --- A slot's context: null = free (or popped and not yet published). ---
@@ -87,7 +88,7 @@ class alignas(64) LeafMap : public Retirable {
   // Takes the context of a slot, leaving it null; of racing takers exactly one receives it.
   // nullptr when the slot held none.
   [[nodiscard]] void* TakeContext(std::uint32_t slot) noexcept {
-    std::atomic<void*>& cell = contexts()[slot];
+    Atomic<void*>& cell = contexts()[slot];
     // (atlas:D0) relaxed pre-check: a MID that is not in use (a late duplicate response) is
     // common bad input, and answering it must not write to the slot's cache line. A null seen
     // here is a valid linearization point by itself; nothing is read through a non-null.
@@ -109,7 +110,7 @@ class alignas(64) LeafMap : public Retirable {
 
   // Replaces the context of a slot in use. False (and no change) when the slot is free.
   bool ReplaceContext(std::uint32_t slot, void* new_context) noexcept {
-    std::atomic<void*>& cell = contexts()[slot];
+    Atomic<void*>& cell = contexts()[slot];
     // (atlas:R1) relaxed: the CAS below validates the value; nothing is read through it.
     void* current = cell.load(std::memory_order_relaxed);
     while (current != nullptr) {
@@ -132,8 +133,8 @@ class alignas(64) LeafMap : public Retirable {
     }
   }
 
-  [[nodiscard]] std::atomic<std::uint32_t>* links() noexcept {
-    return reinterpret_cast<std::atomic<std::uint32_t>*>(contexts() + capacity_);
+  [[nodiscard]] Atomic<std::uint32_t>* links() noexcept {
+    return reinterpret_cast<Atomic<std::uint32_t>*>(contexts() + capacity_);
   }
 
   [[nodiscard]] FreeStack& stack() noexcept { return stack_; }
@@ -153,11 +154,11 @@ class alignas(64) LeafMap : public Retirable {
           std::uint64_t serial) noexcept
       : serial_(serial), index_(index), valid_slots_(valid_slots), capacity_(capacity) {}
 
-  [[nodiscard]] std::atomic<void*>* contexts() noexcept {
-    return reinterpret_cast<std::atomic<void*>*>(this + 1);
+  [[nodiscard]] Atomic<void*>* contexts() noexcept {
+    return reinterpret_cast<Atomic<void*>*>(this + 1);
   }
-  [[nodiscard]] const std::atomic<void*>* contexts() const noexcept {
-    return reinterpret_cast<const std::atomic<void*>*>(this + 1);
+  [[nodiscard]] const Atomic<void*>* contexts() const noexcept {
+    return reinterpret_cast<const Atomic<void*>*>(this + 1);
   }
 
   static void Reclaim(Retirable* self) noexcept { Destroy(static_cast<LeafMap*>(self)); }
@@ -180,11 +181,11 @@ class DirectoryMap : public Retirable {
                                 std::uint32_t entries) noexcept;
   static void Destroy(DirectoryMap* dir) noexcept;
   [[nodiscard]] static std::size_t AllocationSize(std::uint32_t entries) noexcept {
-    return sizeof(DirectoryMap) + entries * sizeof(std::atomic<LeafMap*>);
+    return sizeof(DirectoryMap) + entries * sizeof(Atomic<LeafMap*>);
   }
 
   // The entry itself, for a HazardGuard to protect the leaf it points to ((hp:H1)-(hp:H3)).
-  [[nodiscard]] const std::atomic<LeafMap*>& leaf(std::uint32_t entry) const noexcept {
+  [[nodiscard]] const Atomic<LeafMap*>& leaf(std::uint32_t entry) const noexcept {
     return leaves()[entry];
   }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
@@ -266,26 +267,26 @@ class DirectoryMap : public Retirable {
   DirectoryMap(std::uint32_t index, std::uint32_t entries) noexcept
       : index_(index), entries_(entries) {}
 
-  [[nodiscard]] std::atomic<LeafMap*>* leaves() noexcept {
-    return reinterpret_cast<std::atomic<LeafMap*>*>(this + 1);
+  [[nodiscard]] Atomic<LeafMap*>* leaves() noexcept {
+    return reinterpret_cast<Atomic<LeafMap*>*>(this + 1);
   }
-  [[nodiscard]] const std::atomic<LeafMap*>* leaves() const noexcept {
-    return reinterpret_cast<const std::atomic<LeafMap*>*>(this + 1);
+  [[nodiscard]] const Atomic<LeafMap*>* leaves() const noexcept {
+    return reinterpret_cast<const Atomic<LeafMap*>*>(this + 1);
   }
 
   static void Reclaim(Retirable* self) noexcept { Destroy(static_cast<DirectoryMap*>(self)); }
 
-  std::atomic<std::uint32_t> state_{0};
+  Atomic<std::uint32_t> state_{0};
   std::uint32_t index_;
   std::uint32_t entries_;
 };
 
-static_assert(sizeof(LeafMap) % alignof(std::atomic<void*>) == 0,
+static_assert(sizeof(LeafMap) % alignof(Atomic<void*>) == 0,
               "contexts must start aligned right after the header");
 static_assert(sizeof(LeafMap) == 128, "leaf header: one read-mostly line, one line for the head");
-static_assert(sizeof(DirectoryMap) % alignof(std::atomic<LeafMap*>) == 0,
+static_assert(sizeof(DirectoryMap) % alignof(Atomic<LeafMap*>) == 0,
               "leaf pointers must start aligned right after the header");
-static_assert(sizeof(std::atomic<void*>) == sizeof(void*) &&
+static_assert(sizeof(Atomic<void*>) == sizeof(void*) &&
                   std::atomic<void*>::is_always_lock_free,
               "slots are plain lock-free words");
 

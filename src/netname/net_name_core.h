@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "instrumentation/atomic.h"
 #include "reclamation/hazard_domain.h"
 #include "reclamation/hazard_guard.h"
 #include "midatlas/mid_atlas.h"
@@ -81,7 +82,7 @@ class ChainLink {
   }
 
  private:
-  std::atomic<NetNameNode*> node_{nullptr};
+  Atomic<NetNameNode*> node_{nullptr};
 };
 
 // An entry's reference count: 1 at creation; 0 is final (NN2).
@@ -122,7 +123,7 @@ class RefCount {
   }
 
  private:
-  std::atomic<std::uint32_t> refs_{1};
+  Atomic<std::uint32_t> refs_{1};
 };
 
 // A count that only reports or triggers: the entries in the table (and the growth trigger),
@@ -135,7 +136,7 @@ class RelaxedCounter {
   [[nodiscard]] std::size_t Get() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
-  std::atomic<std::size_t> count_{0};
+  Atomic<std::size_t> count_{0};
 };
 
 struct NetNameNode : Retirable {
@@ -320,9 +321,9 @@ class NetNameCore {
   }
 
   const NetNameTable::Options options_;
-  std::atomic<NetNameBuckets*> current_{nullptr};  // (nn:N1) (nn:N8) (nn:N13) only
+  Atomic<NetNameBuckets*> current_{nullptr};  // (nn:N1) (nn:N8) (nn:N13) only
   RelaxedCounter size_;                           // entries linked in the current array
-  std::atomic<bool> old_freed_{true};              // (nn:N11) (nn:N12) (nn:N16) only
+  Atomic<bool> old_freed_{true};              // (nn:N11) (nn:N12) (nn:N16) only
   mutable std::mutex mutex_;
   NetNameBuckets* old_ = nullptr;            // guarded by mutex_
   std::vector<NetNameNode*> deferred_;        // guarded by mutex_

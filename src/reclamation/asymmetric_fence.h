@@ -25,6 +25,7 @@
 
 #include <atomic>
 
+#include "instrumentation/atomic.h"
 #include "instrumentation/sanitizers.h"
 
 namespace midatlas::internal {
@@ -45,12 +46,12 @@ extern constinit bool readers_fence;  // the fenced form: set once by InitAsymme
 // which is a full barrier on the hardware and an atomic operation TSan models.
 inline void SeqCstFence() noexcept {
   if constexpr (kIsTsan) {
-    static std::atomic<int> fence_word{0};
+    static Atomic<int> fence_word{0};
     // (fence:F1) seq_cst RMW: the fence in a form TSan models; orders the reclaimer's unlinks
     // before its scan (hp:R3), as the hardware fence does.
     fence_word.fetch_add(0, std::memory_order_seq_cst);
   } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // (fence:F1)
+    AtomicThreadFence(std::memory_order_seq_cst);  // (fence:F1)
   }
 }
 
@@ -60,7 +61,7 @@ inline void SeqCstFence() noexcept {
 // is perfectly predicted.
 inline void AsymmetricLightBarrier() noexcept {
   if (fence_detail::readers_fence) [[unlikely]] {
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // (fence:F2), fenced form
+    AtomicThreadFence(std::memory_order_seq_cst);  // (fence:F2), fenced form
   } else {
     // (fence:F2) seq_cst signal fence: a compiler barrier only; pairs with (fence:F3).
     std::atomic_signal_fence(std::memory_order_seq_cst);

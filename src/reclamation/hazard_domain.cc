@@ -8,6 +8,8 @@
 #include <new>
 #include <thread>
 
+#include "instrumentation/atomic.h"
+
 namespace midatlas::internal {
 
 HazardDomain::HazardDomain(Options options) noexcept
@@ -85,12 +87,12 @@ void HazardDomain::ReleaseRecord(HazardRecord* record) noexcept {
   }
 }
 
-std::atomic<const void*>* HazardRecord::TakeSlotFromChain() noexcept {
+Atomic<const void*>* HazardRecord::TakeSlotFromChain() noexcept {
   if (chained_ == nullptr) chained_ = domain_->AcquireRecord();
   return chained_ == nullptr ? nullptr : chained_->TakeSlot();
 }
 
-void HazardRecord::GiveBackToChain(std::atomic<const void*>* slot) noexcept {
+void HazardRecord::GiveBackToChain(Atomic<const void*>* slot) noexcept {
   for (HazardRecord* record = chained_; record != nullptr; record = record->chained_) {
     const auto* first = record->slots_.data();
     if (slot >= first && slot < first + kSlots) {
@@ -243,7 +245,7 @@ namespace {
 struct EmergencyRecord {
   HazardRecord record;
   // Lent to one thread at a time: (hp:E1)/(hp:E2).
-  std::atomic<bool> lent{false};
+  Atomic<bool> lent{false};
 };
 
 EmergencyRecord& Emergency() noexcept {

@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "instrumentation/atomic.h"
 #include "instrumentation/invariants.h"
 #include "instrumentation/sanitizers.h"
 #include "reclamation/asymmetric_fence.h"
@@ -78,7 +79,7 @@ class alignas(64) HazardRecord {
   // GiveBack. Owner thread only. Allocates a chained record only when all kSlots slots of
   // every record of the chain are taken (a thread holding more than kSlots guards at once).
   // nullptr only when every slot is taken and the chained record cannot be allocated.
-  [[nodiscard]] std::atomic<const void*>* TakeSlot() noexcept {
+  [[nodiscard]] Atomic<const void*>* TakeSlot() noexcept {
     if (free_mask_ == 0) [[unlikely]] return TakeSlotFromChain();
     const auto index = static_cast<unsigned>(std::countr_zero(free_mask_));
     free_mask_ &= free_mask_ - 1;
@@ -86,10 +87,10 @@ class alignas(64) HazardRecord {
   }
 
   // The slot of leaf guards (LeafHazardGuard): reserved, never handed out by TakeSlot.
-  [[nodiscard]] std::atomic<const void*>& leaf_slot() noexcept { return slots_[kLeafSlot]; }
+  [[nodiscard]] Atomic<const void*>& leaf_slot() noexcept { return slots_[kLeafSlot]; }
 
   // Gives back a slot TakeSlot returned; the slot must already be clear (hp:H4).
-  void GiveBack(std::atomic<const void*>* slot) noexcept {
+  void GiveBack(Atomic<const void*>* slot) noexcept {
     const auto index = static_cast<std::size_t>(slot - slots_.data());
     if (index >= kSlots) [[unlikely]] {
       GiveBackToChain(slot);
@@ -107,19 +108,19 @@ class alignas(64) HazardRecord {
   friend class HazardDomain;
   static constexpr std::uint32_t kAllFree = ((1U << kSlots) - 1) & ~(1U << kLeafSlot);
 
-  std::atomic<const void*>* TakeSlotFromChain() noexcept;
-  void GiveBackToChain(std::atomic<const void*>* slot) noexcept;
+  Atomic<const void*>* TakeSlotFromChain() noexcept;
+  void GiveBackToChain(Atomic<const void*>* slot) noexcept;
 
-  std::array<std::atomic<const void*>, kSlots> slots_{};
+  std::array<Atomic<const void*>, kSlots> slots_{};
   // --- The owner's line: never read by reclaimers. ---
   std::uint32_t free_mask_ = kAllFree;
   HazardRecord* chained_ = nullptr;  // the owner's next record, taken when this one is full
   HazardDomain* domain_ = nullptr;
-  std::atomic<bool> owned_{false};
+  Atomic<bool> owned_{false};
   HazardRecord* next_ = nullptr;  // immutable once the record is on the domain's list
 };
 
-static_assert(sizeof(std::atomic<const void*>) * HazardRecord::kSlots == 64,
+static_assert(sizeof(Atomic<const void*>) * HazardRecord::kSlots == 64,
               "the slots fill exactly one cache line");
 static_assert(HazardRecord::kSlots <= 32, "the free-slot mask is one 32-bit word");
 
@@ -165,10 +166,10 @@ class HazardDomain {
   void PushRetired(Retirable* first, Retirable* last, std::size_t count) noexcept;
 
   const std::size_t reclaim_threshold_;
-  std::atomic<HazardRecord*> records_{nullptr};
-  std::atomic<std::size_t> record_count_{0};
-  alignas(64) std::atomic<Retirable*> retired_{nullptr};
-  std::atomic<std::size_t> retired_count_{0};
+  Atomic<HazardRecord*> records_{nullptr};
+  Atomic<std::size_t> record_count_{0};
+  alignas(64) Atomic<Retirable*> retired_{nullptr};
+  Atomic<std::size_t> retired_count_{0};
 };
 
 // The calling thread's record in HazardDomain::Default(), acquired on its first call and

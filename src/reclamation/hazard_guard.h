@@ -28,6 +28,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "instrumentation/atomic.h"
 #include "instrumentation/invariants.h"
 #include "instrumentation/sanitizers.h"
 #include "reclamation/asymmetric_fence.h"
@@ -44,7 +45,7 @@ class HazardSlot {
   // `source` did not point to the node it held when the call began": callers use that to
   // stay wait-free.
   template <typename T>
-  T* TryProtect(const std::atomic<T*>& source) noexcept {
+  T* TryProtect(const Atomic<T*>& source) noexcept {
     T* node = LoadSource(source);
     if (node == nullptr) return nullptr;
     Publish(node);
@@ -55,7 +56,7 @@ class HazardSlot {
 
   // Protects the node `source` points to, retrying until it is stable. Lock-free.
   template <typename T>
-  T* Protect(const std::atomic<T*>& source) noexcept {
+  T* Protect(const Atomic<T*>& source) noexcept {
     T* node = LoadSource(source);
     while (node != nullptr) {
       Publish(node);
@@ -85,12 +86,12 @@ class HazardSlot {
   }
 
  protected:
-  explicit HazardSlot(std::atomic<const void*>* slot) noexcept : slot_(slot) {}
+  explicit HazardSlot(Atomic<const void*>* slot) noexcept : slot_(slot) {}
   HazardSlot(const HazardSlot&) = default;
   HazardSlot& operator=(const HazardSlot&) = default;
   ~HazardSlot() = default;
 
-  std::atomic<const void*>* slot_;
+  Atomic<const void*>* slot_;
 
  private:
   // Under TSan both the hazard store and the validating re-load are seq_cst: TSan cannot see
@@ -101,7 +102,7 @@ class HazardSlot {
       kIsTsan ? std::memory_order_seq_cst : std::memory_order_acquire;
 
   template <typename T>
-  static T* LoadSource(const std::atomic<T*>& source) noexcept {
+  static T* LoadSource(const Atomic<T*>& source) noexcept {
     // (hp:H1) acquire: pairs with the release store or CAS that published the node (for the
     // atlas (atlas:A3)/(atlas:A4), for the NetName table (nn:N8)), so its initialized
     // contents are visible.
@@ -109,7 +110,7 @@ class HazardSlot {
   }
 
   template <typename T>
-  static T* ReloadSource(const std::atomic<T*>& source) noexcept {
+  static T* ReloadSource(const Atomic<T*>& source) noexcept {
     // (hp:H3) acquire (seq_cst on TSan): with (fence:F2) before it and the reclaimer's
     // (fence:F3), either this load sees the unlink of the node we published, or the
     // reclaimer's scan (hp:R3) sees our hazard (hp:H2).
