@@ -173,12 +173,11 @@ class AtlasCore {
 
 inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardSlot& guard,
                                                            std::uint32_t leaf_index) const noexcept {
-  const std::uint32_t dir_index = leaf_index >> dir_shift_;
-  const std::uint32_t entry = leaf_index & entry_mask_;
-  if (dir_index == 0) return {dir0(), guard.TryProtect(dir0()->leaf(entry))};
-  DirectoryMap* dir = guard.TryProtect(root_[dir_index]);
+  // Directory 0's leaves first, by one compare: no shift or mask on the most common path.
+  if (leaf_index < dir_entries_) return {dir0(), guard.TryProtect(dir0()->leaf(leaf_index))};
+  DirectoryMap* dir = guard.TryProtect(root_[leaf_index >> dir_shift_]);
   if (dir == nullptr) return {};
-  return {dir, dir->LoadLeaf(entry)};  // (atlas:W1): no validation needed (AC5)
+  return {dir, dir->LoadLeaf(leaf_index & entry_mask_)};  // (atlas:W1): no validation needed (AC5)
 }
 
 // Map: wait-free. Linearization point: the acquire load of the context (atlas:M1), or, when

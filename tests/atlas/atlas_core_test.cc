@@ -101,6 +101,30 @@ TEST(LeafHints, ClearedLeavesAreSkippedAndSetAgainOnce) {
   EXPECT_EQ(hints.FindFirst(), LeafHints::kNoLeaf);
 }
 
+// LH2: the summary word must follow every word that empties and fills again, whichever bit
+// of the word does it, so that a search finds a candidate in any word past full ones.
+TEST(LeafHints, SearchFindsCandidatesPastFullWordsThroughTheSummary) {
+  LeafHints hints;
+  ASSERT_TRUE(hints.Init(4096));
+  for (std::uint32_t leaf = 1; leaf < 4096; ++leaf) {
+    if (leaf != 4000) hints.Clear(leaf);
+  }
+  EXPECT_EQ(hints.FindFirst(), 4000U);
+  EXPECT_EQ(hints.FindFirst(4001), LeafHints::kNoLeaf);
+  hints.SetIfClear(130);  // word 2, empty until now
+  hints.SetIfClear(131);
+  EXPECT_EQ(hints.FindFirst(), 130U);
+  hints.Clear(130);  // the word keeps 131
+  EXPECT_EQ(hints.FindFirst(), 131U);
+  EXPECT_EQ(hints.FindFirst(132), 4000U);
+  hints.Clear(131);  // the word empties: the search skips it
+  hints.Clear(4000);
+  EXPECT_EQ(hints.FindFirst(), LeafHints::kNoLeaf);
+  hints.SetIfClear(4095);  // the last word fills again
+  EXPECT_EQ(hints.FindFirst(), 4095U);
+  EXPECT_EQ(hints.FindFirst(4095), 4095U);
+}
+
 TEST(LeafHints, SingleLeafAtlasHasNoHints) {
   LeafHints hints;
   ASSERT_TRUE(hints.Init(1));
