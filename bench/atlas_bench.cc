@@ -20,6 +20,9 @@
 //   BM_LateDuplicate  map-and-dissociate of MIDs not in use (late duplicate responses), with
 //                  the heap allocations it made counted (0 expected)
 //   BM_MapChain    dependent lookups: each Map's context names the next MID (latency, 1 thread)
+//   BM_Refusal     associate until refused: an atlas of max 50 is filled until an associate
+//                  is refused (the refusal path with its "all in use" confirmation), then
+//                  drained; one item is one associate, refused or not
 //   BM_MidsInUse   the in-use count (mids_in_use / RxGetNumberOfMidsInUse) against occupancy
 //                  and initial_mids (midatlas only: the count is its own API)
 //
@@ -299,6 +302,41 @@ void MapChainWorkload(benchmark::State& state) {
   }
   benchmark::DoNotOptimize(mid);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+// ---------------------------------------------------------------------------------------
+// associate until refused (BM_Refusal): a connection that sends until its atlas of 50 MIDs
+// is full, is told so, and then completes everything. Every iteration fills the atlas until
+// an associate is refused and drains it again; the refused call is the one the workload is
+// about (midatlas confirms "all in use" with a double collect over its leaves).
+
+constexpr std::uint32_t kRefusalMax = 50;
+
+template <typename Impl>
+void RefusalSetup(const benchmark::State& state) {
+  Shared<Impl>::atlas = new Impl(static_cast<std::uint32_t>(state.range(0)), kRefusalMax);
+  Shared<Impl>::ready = Shared<Impl>::atlas->ok();
+}
+
+template <typename Impl>
+void RefusalWorkload(benchmark::State& state) {
+  if (!Shared<Impl>::ready) return SkipRun(state, "could not create the atlas");
+  Impl& atlas = *Shared<Impl>::atlas;
+  std::array<Mid, kRefusalMax> held{};
+  std::int64_t calls = 0;
+  for (auto _ : state) {
+    std::uint32_t count = 0;
+    Mid mid = 0;
+    while (count < kRefusalMax && atlas.Associate(ContextFor(count), &mid)) held[count++] = mid;
+    // The refused call: all kRefusalMax are held now.
+    if (count != kRefusalMax || atlas.Associate(ContextFor(count), &mid)) [[unlikely]] {
+      state.SkipWithError("refused before max, or not refused at max");
+      break;
+    }
+    calls += count + 1;
+    for (std::uint32_t i = 0; i < count; ++i) benchmark::DoNotOptimize(atlas.MapAndDissociate(held[i]));
+  }
+  state.SetItemsProcessed(calls);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -589,6 +627,19 @@ void RegisterMapChains() {
    ...);
 }
 
+template <typename... Impls>
+void RegisterRefusals() {
+  (benchmark::RegisterBenchmark(NameFor<Impls>("Refusal").c_str(), RefusalWorkload<Impls>)
+       ->Setup(RefusalSetup<Impls>)
+       ->Teardown(TeardownShared<Impls>)
+       ->ArgName("start")
+       ->Arg(1)
+       ->Arg(50)
+       ->UseRealTime()
+       ->Threads(1),
+   ...);
+}
+
 template <typename Impl>
 void RegisterMidsInUse() {
   benchmark::RegisterBenchmark(NameFor<Impl>("MidsInUse").c_str(), MidsInUseWorkload<Impl>)
@@ -603,6 +654,7 @@ template <typename... Impls>
 void RegisterPeers() {
   RegisterAll<MidatlasCpp, MidatlasC, Impls..., AbslMap, ClassicMutex, FlatAtomic>();
   RegisterMapChains<MidatlasCpp, MidatlasC, Impls..., AbslMap, ClassicMutex, FlatAtomic>();
+  RegisterRefusals<MidatlasCpp, MidatlasC, FlatAtomic>();
   RegisterGrowthStarts<MidatlasCpp>();
   RegisterGrowthStarts<MidatlasC>();
   RegisterMidsInUse<MidatlasCpp>();

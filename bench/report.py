@@ -32,6 +32,7 @@ WORKLOADS = {
     "LateDuplicate": "late-duplicate",
     "MidsInUse": "mids-in-use",
     "MapChain": "lookup-chain",
+    "Refusal": "refusal",
 }
 GROUP_TITLES = {
     "lookup/50": "lookup, 50 in use (Map of a random in-use MID)",
@@ -43,6 +44,8 @@ GROUP_TITLES = {
     "read-mostly-writer": "read-mostly, the writer's dissociate+associate pairs",
     "late-duplicate": "late duplicate: map-and-dissociate of a MID not in use (1 thread)",
     "growth": "growth: start 1 -> 65,535 in use -> 0 (one item = one associate or dissociate)",
+    "refusal": "associate until refused, max 50, start 1 (one item = one associate)",
+    "refusal/start:50": "associate until refused, max 50, start 50",
 }
 NAME_RE = re.compile(r"^BM_(\w+)/([^/]+)(?:/(.*))?$")
 
@@ -159,7 +162,7 @@ def collect(rows):
         key = WORKLOADS.get(workload, workload.lower())
         if workload in ("Map", "MapChain", "MidsInUse"):
             key += "/" + params.get("in_use", "")
-        if workload in ("Growth", "MidsInUse") and params.get("start", "1") != "1":
+        if workload in ("Growth", "MidsInUse", "Refusal") and params.get("start", "1") != "1":
             key += "/start:" + params["start"]
         if workload == "ReadMostly":
             threads += 1  # the writer
@@ -286,6 +289,50 @@ def verdicts(groups):
             p, v = max(hashes.items(), key=lambda kv: kv[1])
             verdict(row["midatlas"] > v, f"rpc @8 threads: ahead of every hash-map peer "
                                          f"({row['midatlas'] / v:.2f}x the best, {p})")
+    # The physical-limit targets: time per call against flat-atomic (and classic+mutex for
+    # growth), 1 thread unless said otherwise; a ratio is midatlas's time / the reference's.
+    for api in ("midatlas", "midatlas-c"):
+        for kind, prefix in (("independent", "lookup/"), ("dependent", "lookup-chain/")):
+            for occ in ("50", "2000", "60000"):
+                row = groups.get(prefix + occ, {}).get(1, {})
+                if api in row and "flat-atomic" in row:
+                    r = row["flat-atomic"] / row[api]
+                    verdict(r <= 2, f"Map {kind} @{occ} ({api}): within 2x of flat-atomic's "
+                                    f"time ({r:.2f}x)")
+    for threads in (2, 8):
+        row = groups.get("read-mostly", {}).get(threads, {})
+        if "midatlas" in row and "flat-atomic" in row:
+            r = row["midatlas"] / row["flat-atomic"]
+            verdict(r >= 0.7, f"read-mostly @{threads} threads: readers >= 0.7x flat-atomic's "
+                              f"throughput ({r:.2f}x)")
+    worst = None
+    for key, g in groups.items():
+        if not key.startswith("mids-in-use/"):
+            continue
+        for api, mops in g.get(1, {}).items():
+            ns = 1e3 / mops
+            if worst is None or ns > worst[0]:
+                worst = (ns, key, api)
+    if worst:
+        verdict(worst[0] <= 50, f"mids_in_use <= 50 ns at every occupancy and start "
+                                f"(slowest: {worst[0]:.1f} ns, {worst[1]}, {worst[2]})")
+    for api in ("midatlas", "midatlas-c"):
+        full = groups.get("growth/start:65535", {}).get(1, {}).get(api)
+        cls = groups.get("growth", {}).get(1, {}).get("classic+mutex")
+        for key, label in (("growth", "start 1"), ("growth/start:50", "start 50")):
+            v = groups.get(key, {}).get(1, {}).get(api)
+            if v and full:
+                verdict(full / v <= 1.5, f"growth {label} ({api}): within 1.5x of a full-size "
+                                         f"atlas's time per call ({full / v:.2f}x)")
+            if v and cls and key == "growth":
+                verdict(cls / v <= 2, f"growth {label} ({api}): within 2x of classic+mutex's "
+                                      f"time per call ({cls / v:.2f}x)")
+        for key, label in (("refusal", "start 1"), ("refusal/start:50", "start 50")):
+            row = groups.get(key, {}).get(1, {})
+            if api in row and "flat-atomic" in row:
+                r = row["flat-atomic"] / row[api]
+                verdict(r <= 1.3, f"associate until refused, max 50, {label} ({api}): within "
+                                  f"1.3x of flat-atomic's time ({r:.2f}x)")
     for impl in ("midatlas", "midatlas-c"):
         if impl in LATE_DUPLICATE_ALLOCS:
             a = LATE_DUPLICATE_ALLOCS[impl]

@@ -22,9 +22,9 @@ class MidatlasCpp {
   static constexpr const char* kName = "midatlas";
   using ThreadScope = NoThreadScope;
 
-  explicit MidatlasCpp(std::uint32_t start) {
+  explicit MidatlasCpp(std::uint32_t start, std::uint32_t max = kMaxMids) {
     absl::StatusOr<midatlas::MidAtlas> atlas =
-        midatlas::MidAtlas::Create({.max_mids = kMaxMids, .initial_mids = start});
+        midatlas::MidAtlas::Create({.max_mids = max, .initial_mids = start});
     if (atlas.ok()) atlas_ = *std::move(atlas);
   }
   [[nodiscard]] bool ok() const { return atlas_.has_value(); }
@@ -56,8 +56,8 @@ class MidatlasC {
   static constexpr const char* kName = "midatlas-c";
   using ThreadScope = NoThreadScope;
 
-  explicit MidatlasC(std::uint32_t start)
-      : atlas_(RxCreateMidAtlas(static_cast<USHORT>(kMaxMids), static_cast<USHORT>(start))) {}
+  explicit MidatlasC(std::uint32_t start, std::uint32_t max = kMaxMids)
+      : atlas_(RxCreateMidAtlas(static_cast<USHORT>(max), static_cast<USHORT>(start))) {}
   ~MidatlasC() { RxDestroyMidAtlas(atlas_, nullptr); }
   MidatlasC(const MidatlasC&) = delete;
   MidatlasC& operator=(const MidatlasC&) = delete;
@@ -84,7 +84,8 @@ class FlatAtomic {
   static constexpr const char* kName = "flat-atomic";
   using ThreadScope = NoThreadScope;
 
-  explicit FlatAtomic(std::uint32_t /*start: it never grows*/) {}
+  explicit FlatAtomic(std::uint32_t /*start: it never grows*/, std::uint32_t max = kMaxMids)
+      : atlas_(max) {}
   [[nodiscard]] bool ok() const { return true; }
   bool Associate(void* context, Mid* mid) noexcept { return atlas_.Associate(context, mid); }
   [[nodiscard]] void* Map(Mid mid) const noexcept { return atlas_.Map(mid); }
@@ -92,7 +93,7 @@ class FlatAtomic {
   void Settle() noexcept {}
 
  private:
-  midatlas::reference::FlatAtomicAtlas atlas_{kMaxMids};
+  midatlas::reference::FlatAtomicAtlas atlas_;
 };
 
 class ClassicMutex {
