@@ -117,6 +117,10 @@ struct AtlasStats {
   std::uint32_t leaf_maps = 0;       // leaf maps attached, the permanent first one included
   std::uint32_t directory_maps = 0;  // directory maps attached, the permanent first one included
   std::size_t bytes_attached = 0;    // bytes of the atlas object and every map attached to it
+  // Of bytes_attached: the contexts' memory. Every MID's context sits in one flat array that
+  // is reserved as address space; the pages of it that attached maps cover are counted
+  // (each is backed by memory once a context was written into it), the rest is returned.
+  std::size_t context_bytes = 0;
 };
 
 // Status codes. Each failing call returns exactly one of these codes.

@@ -52,9 +52,12 @@ void AtlasCore::Destroy(AtlasCore* core) noexcept {
 
 bool AtlasCore::AllocateInitialMaps() noexcept {
   if (!hints_.Init(leaf_count_)) return false;
+  if (!region_.Init(max_mids_)) return false;
+  contexts_ = region_.cells();
   root_[0].store(dir0(), std::memory_order_relaxed);  // unshared until New returns
-  leaf0_ = LeafMap::Create(0, leaf_capacity_, ValidSlots(0), 0, nullptr);
+  leaf0_ = LeafMap::Create(0, leaf_capacity_, ValidSlots(0), 0, contexts_, false);
   if (leaf0_ == nullptr) return false;
+  region_.CountLeafIn(0, ValidSlots(0));  // for good, as leaf 0 (AC2)
   // AC2: leaf 0 and directory 0 are counted in for good, so neither is ever frozen.
   dir0()->TryCountLeafIn();
   dir0()->StoreLeafQuiescent(0, leaf0_);  // unshared until New returns
@@ -128,15 +131,6 @@ bool AtlasCore::LeafAttached(std::uint32_t leaf_index) const noexcept {
   const RecordLease lease;
   HazardGuard guard(lease.record());
   return ProtectLeafOnce(guard, leaf_index).leaf != nullptr;
-}
-
-void* AtlasCore::MapFirstCall(Mid mid) const noexcept {
-  if (TryThisThreadRecord() != nullptr) return Map(mid);  // acquired: the fast path from now on
-  // Out of memory for the thread's record: map under the emergency record (RecordLease).
-  const RecordLease lease;
-  LeafHazardGuard guard(lease.record());
-  const LeafMap* leaf = ProtectLeafOnce(guard, std::uint32_t{mid} >> leaf_shift_).leaf;
-  return leaf == nullptr ? nullptr : leaf->LoadContext(mid & slot_mask_);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -282,19 +276,27 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
   // (atlas:P2) relaxed: a serial only has to be unique, and the install (atlas:A3) publishes
   // it with the leaf.
   const std::uint64_t serial = next_leaf_serial_.fetch_add(1, std::memory_order_relaxed) + 1;
-  LeafMap* fresh =
-      LeafMap::Create(leaf_index, leaf_capacity_, ValidSlots(leaf_index), serial, context);
+  const std::uint32_t first_mid = leaf_index << leaf_shift_;
+  const std::uint32_t end_mid = first_mid + ValidSlots(leaf_index);
+  // CR1: the leaf's pages of the context region must not be returned while we may write.
+  region_.CountLeafIn(first_mid, end_mid);  // (region:P1)
+  LeafMap* fresh = LeafMap::Create(leaf_index, leaf_capacity_, ValidSlots(leaf_index), serial,
+                                   contexts_ + first_mid, true);
   if (fresh == nullptr) {
+    region_.CountLeafOut(first_mid, end_mid);
     CountLeafOut(dir);
     return TakeResult::kOutOfMemory;
   }
-  // The new leaf already holds our context in slot 0, and our MID keeps it from being frozen
+  // The new leaf's slot 0 is ours from the start, and our MID keeps the leaf from being frozen
   // (FS3) - but a racing dissociate of that MID could drain and retire it as soon as it is
   // visible, so protect it before it is.
   guard.ProtectUnshared(fresh);
   MIDATLAS_CHAOS_POINT();
-  CountSubordinateTaken();  // (atlas:C1), before the install publishes our context
+  CountSubordinateTaken();  // (atlas:C1), before our context is published
   if (dir.InstallLeaf(leaf_index & entry_mask_, fresh)) {  // (atlas:A3)
+    // Slot 0 was never on the free stack, so it is ours alone (AC1) and its context is null
+    // until this store, which is the association's linearization point.
+    fresh->PublishContext(0, context);  // (atlas:A2)
     *mid_out = MidOf(leaf_index, 0);
     if (fresh->valid_slots() == 1) ClearHintIfFull(*fresh);
     return TakeResult::kTaken;
@@ -303,6 +305,7 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
   // Another grower won; nobody saw ours. Our guard's hazard on it only delays a free of
   // whatever reuses the address until TakeFromSubordinate's guards end.
   LeafMap::Destroy(fresh);
+  region_.CountLeafOut(first_mid, end_mid);  // the winner counted itself in too: no return
   CountLeafOut(dir);
   return TakeResult::kRetry;
 }
@@ -314,7 +317,7 @@ AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noe
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
   const RecordLease lease;
-  HazardGuard guard(lease.record());
+  LeafHazardGuard guard(lease.record());
   const ProtectedLeaf found = ProtectLeafOnce(guard, leaf_index);
   void* context = found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
@@ -366,8 +369,13 @@ void AtlasCore::UnlinkFrozenLeaf(DirectoryMap& dir, LeafMap& leaf) noexcept {
     MIDATLAS_CHAOS_POINT();
     // HD1: readers that hold `dir` read its entries without protecting the leaf (AC5).
     leaf.guard = &dir;
+    const std::uint32_t first_mid = leaf.index() << leaf_shift_;
+    const std::uint32_t end_mid = first_mid + leaf.valid_slots();
     domain_.Retire(&leaf);
     CountLeafOut(dir);
+    // Every slot was free when the leaf froze (FS3) and no slot can be taken now, so its
+    // contexts are all null and stay so: its pages may go back (CR1).
+    region_.CountLeafOut(first_mid, end_mid);  // (region:P2)
   }
 }
 
@@ -399,7 +407,7 @@ AtlasResult AtlasCore::Reassociate(Mid mid, void* new_context) noexcept {
                                                      : AtlasResult::kInvalidArgument;
   }
   const RecordLease lease;
-  HazardGuard guard(lease.record());
+  LeafHazardGuard guard(lease.record());
   LeafMap* leaf = ProtectLeafOnce(guard, leaf_index).leaf;
   return leaf != nullptr && leaf->ReplaceContext(slot, new_context)
              ? AtlasResult::kOk
@@ -438,7 +446,9 @@ std::uint32_t AtlasCore::mids_in_use() const noexcept {
 AtlasStats AtlasCore::stats() const noexcept {
   AtlasStats stats;
   // Directory 0 shares the atlas's allocation; the walk below counts it with the others.
-  stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes();
+  // The context region counts the pages attached leaves cover.
+  stats.context_bytes = region_.attached_bytes();
+  stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes() + stats.context_bytes;
   ForEachLeaf<WalkMode::kGuarded>(
       [&](std::uint32_t leaf_index, const DirectoryMap* dir, const LeafMap* leaf) {
         if (dir != nullptr && (leaf_index & entry_mask_) == 0) {

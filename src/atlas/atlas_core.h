@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "absl/functional/function_ref.h"
+#include "atlas/context_region.h"
 #include "atlas/leaf_hints.h"
 #include "atlas/map_nodes.h"
 #include "instrumentation/atomic.h"
@@ -48,8 +49,8 @@ class AtlasCore {
   AtlasCore& operator=(const AtlasCore&) = delete;
 
   // The operations of the public API (mid_atlas.h documents each), answering AtlasResult.
-  // The leaf-0 paths of Associate, Map and MapAndDissociate are inline (below), so that each
-  // public entry point is a single call; everything beyond leaf 0 is out of line.
+  // Map, and the leaf-0 paths of Associate and MapAndDissociate, are inline (below), so that
+  // each public entry point is a single call; everything beyond leaf 0 is out of line.
   AtlasResult Associate(void* context, Mid* mid_out) noexcept;
   [[nodiscard]] void* Map(Mid mid) const noexcept;
   AtlasResult MapAndDissociate(Mid mid, void** context_out) noexcept;
@@ -104,7 +105,6 @@ class AtlasCore {
   template <WalkMode Mode, typename Visit>
   bool ForEachLeaf(Visit&& visit) const;
 
-  [[nodiscard]] void* MapFirstCall(Mid mid) const noexcept;
   AtlasResult AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept;
   AtlasResult DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept;
   bool TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept;
@@ -132,6 +132,7 @@ class AtlasCore {
 
   // --- Immutable after construction; everything Map reads sits in the first cache line. ---
   std::uint32_t max_mids_;
+  Atomic<void*>* contexts_ = nullptr;  // region_.cells(): the context of every MID
   std::uint32_t leaf_shift_;  // == layout_.leaf_bits
   std::uint32_t slot_mask_;
   std::uint32_t dir_shift_;   // == layout_.dir_bits
@@ -154,6 +155,7 @@ class AtlasCore {
   MidLayout layout_;
   HazardDomain& domain_;
   ContextDestructor destructor_;
+  ContextRegion region_;
 
   // --- Shared, written by associate/dissociate on rare transitions. ---
   LeafHints hints_;
@@ -180,20 +182,14 @@ inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardSlot& guard,
   return {dir, dir->LoadLeaf(leaf_index & entry_mask_)};  // (atlas:W1): no validation needed (AC5)
 }
 
-// Map: wait-free. Linearization point: the acquire load of the context (atlas:M1), or, when
-// a protection attempt fails, the instant at which the map was absent or frozen (AC4).
+// Map: wait-free, one bounds check and one load: every MID's context sits in the flat
+// ContextRegion, so no map is walked and nothing is protected (context_region.h says why a
+// context read while its page is returned is still right). Linearization point: the load.
 inline void* AtlasCore::Map(Mid mid) const noexcept {
   if (mid >= max_mids_) return nullptr;
-  const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
-  const std::uint32_t slot = mid & slot_mask_;
-  if (leaf_index == 0) [[likely]] return leaf0_->LoadContext(slot);
-  // Read the thread's record directly and leave its first acquisition to an out-of-line tail
-  // call, so that this function needs no call, and so no stack frame, on its common paths.
-  HazardRecord* record = hazard_detail::this_thread_record;
-  if (record == nullptr) [[unlikely]] return MapFirstCall(mid);
-  LeafHazardGuard guard(*record);
-  const LeafMap* leaf = ProtectLeafOnce(guard, leaf_index).leaf;
-  return leaf == nullptr ? nullptr : leaf->LoadContext(slot);
+  // (atlas:M1) acquire: pairs with (atlas:A2)/(atlas:R2), so whatever the associating thread
+  // wrote into the context before associating is visible to the mapper.
+  return contexts_[mid].load(std::memory_order_acquire);
 }
 
 // Associate: lock-free. Linearization point: the release store of the context (atlas:A2), or

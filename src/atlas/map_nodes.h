@@ -1,30 +1,30 @@
-// The two kinds of subordinate MID_MAP: leaf maps (slots holding contexts) and directory
-// maps (pointers to leaf maps). Both are allocated as one block, header then arrays, and are
-// retired to the hazard domain when detached.
+// The two kinds of subordinate MID_MAP: leaf maps (the free stack of a range of slots) and
+// directory maps (pointers to leaf maps). Both are allocated as one block, header then
+// arrays, and are retired to the hazard domain when detached.
 //
-// Leaf map, `capacity` = 2^leaf_bits slots (structure of arrays, 12 bytes per slot), 64-byte
-// aligned:
+// Leaf map, `capacity` = 2^leaf_bits slots, 64-byte aligned:
 //
 //   +----------------------------------------------+  offset 0
-//   | Retirable (24) | serial | index | valid | cap |  read-only while attached
+//   | Retirable (24) | serial | index | valid       |  read-only while attached
+//   | contexts (pointer into the ContextRegion)    |
 //   +----------------------------------------------+  offset 64
 //   | FreeStack head (8) ........................ |  its own line: every associate and
 //   +----------------------------------------------+  dissociate CASes it  offset 128
-//   | Atomic<void*> contexts[capacity]        |  null = free (or being associated)
-//   +----------------------------------------------+
-//   | Atomic<uint32_t> links[capacity]        |  free-stack links (free_stack.h)
+//   | Atomic<uint32_t> links[capacity]             |  free-stack links (free_stack.h)
 //   +----------------------------------------------+
 //
-// Contexts are kept dense, 8 per cache line, because Map reads nothing else. The free-stack
-// head has a line to itself: it is the one word every associate and dissociate writes, and
-// sharing it with the header or the first contexts made every other core miss on them.
+// The contexts of a leaf's slots are not in the leaf: they are the leaf's range of the
+// atlas's flat ContextRegion (context_region.h), which Map reads without going through any
+// map. A slot's context is null while the slot is free (or popped and not yet published).
+// The free-stack head has a line to itself: it is the one word every associate and
+// dissociate writes, and sharing it with the header made every other core miss on it.
 //
 // Directory map, 2^dir_bits entries:
 //
 //   +-----------------------------+  offset 0
 //   | Retirable (24) | state | idx|  32-byte header
 //   +-----------------------------+
-//   | Atomic<LeafMap*> leaves[entries]        |
+//   | Atomic<LeafMap*> leaves[entries]             |
 //   +----------------------------------------------+
 //
 //   state = number of non-null leaf entries (and leaves being installed), or kFrozen.
@@ -56,26 +56,20 @@ namespace midatlas::internal {
 
 class alignas(64) LeafMap : public Retirable {
  public:
-  // Allocates a leaf whose slots [0, valid_slots) exist. With a non-null
-  // `context_for_first_slot` (and valid_slots > 0), slot 0 is handed to the caller already
-  // holding it and the other slots are on the free stack; else every slot is. Returns nullptr
-  // when memory is short.
+  // Allocates a leaf whose slots [0, valid_slots) exist, their contexts being
+  // contexts[0, valid_slots) (the leaf's range of the ContextRegion, all null). With
+  // `first_slot_held`, slot 0 is handed to the caller already held and the other slots are on
+  // the free stack; else every slot is. Returns nullptr when memory is short.
   // `serial` names this leaf object among every leaf its atlas ever creates (AC6's key).
   static LeafMap* Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
-                         std::uint64_t serial, void* context_for_first_slot) noexcept;
+                         std::uint64_t serial, Atomic<void*>* contexts,
+                         bool first_slot_held) noexcept;
   static void Destroy(LeafMap* leaf) noexcept;
   [[nodiscard]] static std::size_t AllocationSize(std::uint32_t capacity) noexcept {
-    return sizeof(LeafMap) + capacity * (sizeof(Atomic<void*>) + sizeof(Atomic<std::uint32_t>));
+    return sizeof(LeafMap) + capacity * sizeof(Atomic<std::uint32_t>);
   }
 
   // --- A slot's context: null = free (or popped and not yet published). ---
-
-  // The context of a slot, for Map. Wait-free.
-  [[nodiscard]] void* LoadContext(std::uint32_t slot) const noexcept {
-    // (atlas:M1) acquire: pairs with (atlas:A2)/(atlas:R2), so whatever the associating
-    // thread wrote into the context before associating is visible to the mapper.
-    return contexts()[slot].load(std::memory_order_acquire);
-  }
 
   // Publishes the context of a slot this thread just popped (AC1: it holds null until now).
   void PublishContext(std::uint32_t slot, void* context) noexcept {
@@ -134,7 +128,7 @@ class alignas(64) LeafMap : public Retirable {
   }
 
   [[nodiscard]] Atomic<std::uint32_t>* links() noexcept {
-    return reinterpret_cast<Atomic<std::uint32_t>*>(contexts() + capacity_);
+    return reinterpret_cast<Atomic<std::uint32_t>*>(this + 1);
   }
 
   [[nodiscard]] FreeStack& stack() noexcept { return stack_; }
@@ -150,23 +144,18 @@ class alignas(64) LeafMap : public Retirable {
   }
 
  private:
-  LeafMap(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
-          std::uint64_t serial) noexcept
-      : serial_(serial), index_(index), valid_slots_(valid_slots), capacity_(capacity) {}
+  LeafMap(std::uint32_t index, std::uint32_t valid_slots, std::uint64_t serial,
+          Atomic<void*>* contexts) noexcept
+      : serial_(serial), index_(index), valid_slots_(valid_slots), contexts_(contexts) {}
 
-  [[nodiscard]] Atomic<void*>* contexts() noexcept {
-    return reinterpret_cast<Atomic<void*>*>(this + 1);
-  }
-  [[nodiscard]] const Atomic<void*>* contexts() const noexcept {
-    return reinterpret_cast<const Atomic<void*>*>(this + 1);
-  }
+  [[nodiscard]] Atomic<void*>* contexts() const noexcept { return contexts_; }
 
   static void Reclaim(Retirable* self) noexcept { Destroy(static_cast<LeafMap*>(self)); }
 
   std::uint64_t serial_;
   std::uint32_t index_;
   std::uint32_t valid_slots_;
-  std::uint32_t capacity_;
+  Atomic<void*>* contexts_;  // this leaf's range of the ContextRegion
   alignas(64) FreeStack stack_;
 };
 
@@ -281,8 +270,8 @@ class DirectoryMap : public Retirable {
   std::uint32_t entries_;
 };
 
-static_assert(sizeof(LeafMap) % alignof(Atomic<void*>) == 0,
-              "contexts must start aligned right after the header");
+static_assert(sizeof(LeafMap) % alignof(Atomic<std::uint32_t>) == 0,
+              "links must start aligned right after the header");
 static_assert(sizeof(LeafMap) == 128, "leaf header: one read-mostly line, one line for the head");
 static_assert(sizeof(DirectoryMap) % alignof(Atomic<LeafMap*>) == 0,
               "leaf pointers must start aligned right after the header");

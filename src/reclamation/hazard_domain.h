@@ -67,8 +67,9 @@ class HazardDomain;
 class alignas(64) HazardRecord {
  public:
   // The slot assignment of every user, in one place:
-  //   slot 0        reserved for leaf guards (LeafHazardGuard): functions that call nothing
-  //                 while they hold it (Map), so it can never be held twice
+  //   slot 0        reserved for leaf guards (LeafHazardGuard): the atlas's one-leaf paths
+  //                 (dissociate and reassociate beyond the first leaf), which never take a
+  //                 second leaf guard while they hold one, so it can never be held twice
   //   slots 1..7    lent to HazardGuards (the atlas walks, the NetName buckets, guarded
   //                 lookups), lowest free first; beyond them, slots of a chained record
   static constexpr unsigned kSlots = 8;

@@ -1,6 +1,6 @@
 // HazardGuard: one hazard slot, held for the guard's lifetime (RAII), as folly's
-// hazptr_holder and xenium's guard_ptr hold theirs. LeafHazardGuard is the same for leaf
-// functions (Map), on a slot reserved for them.
+// hazptr_holder and xenium's guard_ptr hold theirs. LeafHazardGuard is the same for the
+// atlas's one-leaf paths, on a slot reserved for them.
 //
 // A guard takes a free slot of a thread's hazard record when it is built and clears and gives
 // the slot back when it is destroyed, so no algorithm names a slot number or clears one by
@@ -158,9 +158,9 @@ class HazardGuard : public HazardSlot {
   HazardRecord* record_;
 };
 
-// The guard of a leaf function (Map): the record's reserved leaf slot (HazardRecord), so
-// taking and giving it back costs nothing, and a caller with no other call on its path needs
-// no stack frame. Only a function that calls nothing while it holds the guard may use it.
+// The guard of the atlas's one-leaf paths (dissociate and reassociate beyond the first leaf):
+// the record's reserved leaf slot (HazardRecord), so taking and giving it back costs nothing.
+// Only a path that never takes a second LeafHazardGuard while it holds one may use it.
 class LeafHazardGuard : public HazardSlot {
  public:
   explicit LeafHazardGuard(HazardRecord& record) noexcept : HazardSlot(&record.leaf_slot()) {

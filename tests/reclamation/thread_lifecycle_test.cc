@@ -319,9 +319,9 @@ TEST(ThreadLifecycle, ManyShortLivedThreadsNeedNoMoreRecordsThanThePeakOfLiveThr
   EXPECT_LE(grown, kAtATime + kRecordsBesidesWorkers);
 }
 
-// A thread that exits right after a guarded call - a Map beyond the first leaf (a leaf
-// guard), a NetName lookup (a HazardGuard on the bucket array) - has given its record back by
-// the time it is joined: the next thread takes that very record.
+// A thread that exits right after a guarded call - a Reassociate beyond the first leaf (a
+// leaf guard), a NetName lookup (a HazardGuard on the bucket array) - has given its record
+// back by the time it is joined: the next thread takes that very record.
 TEST(ThreadLifecycle, ThreadExitingRightAfterAGuardedCallHandsItsRecordToTheNextThread) {
   MidAtlas atlas = MakeAtlas(/*max_mids=*/64, /*initial_mids=*/16);
   ASSERT_EQ(FillFirstLeaf(atlas).size(), 16U);
@@ -335,7 +335,7 @@ TEST(ThreadLifecycle, ThreadExitingRightAfterAGuardedCallHandsItsRecordToTheNext
       (*table)->FindOrCreateWithId("\\\\server\\share", NetNameKind::kNetRoot, id);
   ASSERT_TRUE(root.ok()) << root.status();
 
-  constexpr int kThreads = 40;  // alternately a mapper and a looker-up
+  constexpr int kThreads = 40;  // alternately a reassociater and a looker-up
   std::vector<const HazardRecord*> used(kThreads, nullptr);
   std::vector<int> call_ok(kThreads, 0);
   const std::size_t records_before = RecordCount();
@@ -343,7 +343,10 @@ TEST(ThreadLifecycle, ThreadExitingRightAfterAGuardedCallHandsItsRecordToTheNext
     std::thread([&, i] {
       const auto at = static_cast<std::size_t>(i);
       if (i % 2 == 0) {
-        call_ok[at] = atlas.Map(*beyond) == ContextFor(99) ? 1 : 0;
+        call_ok[at] = atlas.Reassociate(*beyond, ContextFor(99)).ok() &&
+                              atlas.Map(*beyond) == ContextFor(99)
+                          ? 1
+                          : 0;
       } else {
         absl::StatusOr<NetNameMatch> match = (*table)->Lookup("\\\\server\\share\\f", id);
         call_ok[at] = match.ok() && match->entry == *root ? 1 : 0;
