@@ -13,7 +13,9 @@
 // exploration; docs/PROOF.md collects them.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstdint>
+#include <cstdio>
 #include <set>
 #include <string>
 #include <vector>
@@ -152,6 +154,62 @@ TEST(DschedScheduler, ExhaustiveModeWithBoundOneAddsEverySinglePreemption) {
   const std::set<std::string> want = {"000111", "111000", "011100", "001110",
                                       "100011", "110001"};
   EXPECT_EQ(test_case.orders_, want);
+}
+
+// A test-and-test-and-set lock, as the emergency record's (hazard_domain.cc (hp:E1)): each
+// thread takes it once and releases it.
+class SpinLockCase final : public Case {
+ public:
+  [[nodiscard]] const char* name() const override { return "spin_lock"; }
+  [[nodiscard]] int threads() const override { return 2; }
+  void Setup() override { entered_.clear(); }
+  void Run(int thread) override {
+    // acquire/release: the lock's own edges; the scheduler runs one thread at a time anyway.
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      while (locked_.load(std::memory_order_relaxed)) {
+      }
+    }
+    entered_ += static_cast<char>('0' + thread);
+    locked_.store(false, std::memory_order_release);
+  }
+  void Check() override {
+    if (entered_.size() != 2) Fail("not both threads entered: " + entered_);
+  }
+  void Teardown() override {}
+
+ private:
+  internal::Atomic<bool> locked_{false};
+  std::string entered_;
+};
+
+// Runs thread 0 until it holds the lock (its first two picks), then always thread 1 - the
+// spinner - whenever the scheduler allows.
+class StarveTheHolderStrategy final : public Strategy {
+ public:
+  [[nodiscard]] std::string Name() const override { return "starve_the_holder"; }
+  void BeginExecution(std::uint64_t) override {}
+  int Pick(const Choice& choice) override {
+    const bool one = (choice.enabled & 2U) != 0;
+    if (choice.step < 2 && (choice.enabled & 1U) != 0) return 0;
+    if (one && !(choice.must_switch && choice.current == 1)) return 1;
+    return choice.must_switch || (choice.enabled & (1U << choice.current)) == 0
+               ? std::countr_zero(choice.enabled & ~(1U << choice.current))
+               : choice.current;
+  }
+  [[nodiscard]] std::string ReplayHint() const override { return "starve_the_holder"; }
+};
+
+TEST(DschedScheduler, ASpinnerCannotStarveTheLockHolderForever) {
+  SpinLockCase test_case;
+  TakeThreadRecord();
+  Scheduler scheduler(2, TakeThreadRecord);
+  StarveTheHolderStrategy strategy;
+  strategy.BeginExecution(0);
+  const ExecutionTrace trace = RunExecution(test_case, scheduler, strategy);
+  EXPECT_EQ(test_case.failure(), "");
+  // Thread 1 spun until the fairness bound made it yield, then thread 0 released the lock.
+  EXPECT_GT(trace.schedule.size(), std::size_t{Scheduler::kFairnessBound});
+  EXPECT_LT(trace.schedule.size(), std::size_t{3 * Scheduler::kFairnessBound});
 }
 
 // Runs `executions` executions of `strategy` and returns their schedules.

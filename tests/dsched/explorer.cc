@@ -202,7 +202,7 @@ CaseResult RunCase(Case& test_case, const CaseBudget& budget) {
               static_cast<unsigned long long>(steps));
 
   auto run = [&](const std::string& name, Strategy& strategy, std::uint64_t schedules) {
-    if (!only.empty() && only != name) return;
+    if (!only.empty() && ("," + only + ",").find("," + name + ",") == std::string::npos) return;
     ModeReport report = Explore(test_case, scheduler, strategy, schedules * scale, seconds);
     PrintReport(test_case, report);
     if (report.failed) {
@@ -217,8 +217,13 @@ CaseResult RunCase(Case& test_case, const CaseBudget& budget) {
     }
     result.modes.push_back(std::move(report));
   };
-  BoundedDfsStrategy dfs(bound);
-  run("dfs", dfs, budget.dfs_schedules);
+  // Iterative context bounding: bound 0, 1, ... each to its end, until one is capped or fails,
+  // so the report says up to which bound every schedule was run.
+  for (int b = 0; b <= bound; ++b) {
+    BoundedDfsStrategy dfs(b);
+    run("dfs", dfs, budget.dfs_schedules);
+    if (result.modes.empty() || !result.modes.back().complete) break;
+  }
   PctStrategy pct2(seed, 2, steps);
   run("pct2", pct2, budget.pct_schedules);
   PctStrategy pct3(seed, 3, steps);

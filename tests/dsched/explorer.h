@@ -14,6 +14,7 @@
 //   MIDATLAS_DSCHED_SECONDS  wall-clock cap per mode (default 20)
 //   MIDATLAS_DSCHED_SEED     base seed of the seeded modes (default: drawn and printed)
 //   MIDATLAS_DSCHED_BOUND    preemption bound of the exhaustive mode (default: the case's)
+//   MIDATLAS_DSCHED_MODE     only these modes, comma-separated: dfs, pct2, pct3, random
 #ifndef MIDATLAS_TESTS_DSCHED_EXPLORER_H_
 #define MIDATLAS_TESTS_DSCHED_EXPLORER_H_
 
@@ -66,8 +67,8 @@ struct ModeReport {
 };
 
 struct CaseBudget {
-  int dfs_bound = 2;                    // preemption bound of the exhaustive mode
-  std::uint64_t dfs_schedules = 20000;  // cap on the exhaustive mode
+  int dfs_bound = 2;                    // highest preemption bound of the exhaustive mode
+  std::uint64_t dfs_schedules = 20000;  // cap on each bound of the exhaustive mode
   std::uint64_t pct_schedules = 2000;   // per PCT depth (2 and 3)
   std::uint64_t random_schedules = 2000;
 };
@@ -78,8 +79,10 @@ struct CaseResult {
 };
 
 // Runs every mode (or only the replay asked for in the environment) and prints one line per
-// mode: "dsched: case=... mode=... schedules=... complete|capped|FAILED ...". `stop_at_failure`
-// keeps each mode to its first failure (fault-finding builds); modes run independently.
+// mode: "dsched: case=... mode=... schedules=... complete|capped|FAILED ...". The exhaustive
+// mode runs bound 0, 1, ..., dfs_bound in turn (iterative context bounding), each to its end,
+// stopping at the first bound that is capped or fails. Each mode stops at its first failure
+// and runs independently of the others.
 CaseResult RunCase(Case& test_case, const CaseBudget& budget);
 
 // One exploration of `test_case` under `strategy`, at most `schedules` executions.
