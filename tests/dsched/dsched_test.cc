@@ -68,19 +68,19 @@ TEST(Dsched, AllInUseIsReportedOnlyWhenEveryMidWasHeldAtSomeInstant) {
 
 TEST(Dsched, FreezeFailsWhenAPopRacesTheDrain) {
   FreezeVsPopCase test_case;
-  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 200000,
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 20000,
                                     .pct_schedules = 2000, .random_schedules = 2000}));
 }
 
 TEST(Dsched, GrowerNeverInstallsIntoADirectoryBeingUnlinked) {
   GrowVsUnlinkCase test_case;
-  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 20000,
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 8000,
                                     .pct_schedules = 500, .random_schedules = 500}));
 }
 
 TEST(Dsched, HazardProtectionNeverReadsAReclaimedNode) {
   HazardProtectVsReclaimCase test_case;
-  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 200000,
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 20000,
                                     .pct_schedules = 3000, .random_schedules = 3000}));
 }
 
@@ -92,7 +92,7 @@ TEST(Dsched, DissociateReassociateIterateHandEveryContextOnceInLeafZero) {
 
 TEST(Dsched, DissociateReassociateIterateHandEveryContextOnceInASubordinateLeaf) {
   DissociateReassociateIterateCase test_case(/*subordinate=*/true);
-  ExpectOutcome(RunCase(test_case, {.dfs_bound = 1, .dfs_schedules = 20000,
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 5000,
                                     .pct_schedules = 500, .random_schedules = 500}));
 }
 
