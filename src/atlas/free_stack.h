@@ -148,7 +148,8 @@ class FreeStack {
     std::uint64_t word = head_.load(std::memory_order_relaxed);  // validated by the CAS
     while (true) {
       const Head head = Head::Unpack(word);
-      if (head.frozen() || head.free != valid_slots) return false;
+      // (The planted fault FREEZE_IGNORES_COUNT, fault_injection.h, skips the count check.)
+      if (head.frozen() || (head.free != valid_slots && !kFaultFreezeIgnoresCount)) return false;
       const Head frozen{kFrozen, 0, head.tag + 1};
       // (stack:S4) seq_cst CAS: after it no pop or push can succeed (FS1), and the hint
       // protocol sees it in the same total order as (stack:S2)/(stack:S3).

@@ -218,7 +218,8 @@ class DirectoryMap : public Retirable {
   // Counts a grower in before it installs a leaf (DM1). False if the directory is frozen.
   bool TryCountLeafIn() noexcept {
     std::uint32_t state = state_.load(std::memory_order_relaxed);  // validated by the CAS
-    while ((state & kFrozen) == 0) {
+    // (The planted fault DIR_COUNT_IGNORES_FREEZE, fault_injection.h, counts into a frozen one.)
+    while ((state & kFrozen) == 0 || kFaultDirCountIgnoresFreeze) {
       // (dir:DS1) acq_rel CAS: acquire pairs with (dir:DS3) so we never count into a
       // directory whose freeze we have not seen; release orders our count before our install.
       if (state_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel,

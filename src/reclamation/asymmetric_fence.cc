@@ -32,10 +32,14 @@ bool FencedReadersForced() noexcept {
   return value != nullptr && std::strcmp(value, "1") == 0;
 }
 
-// Whether the heavy side is membarrier; decided once per process.
+// Whether the heavy side is membarrier; decided once per process. Never under the
+// deterministic scheduler (kDeterministicSchedule): it runs one thread at a time, so a
+// membarrier would order nothing it can see, while the fenced form's fences are operations it
+// schedules (tests/dsched/).
 bool UsesMembarrier() noexcept {
   static const bool kMembarrier = [] {
-    const bool membarrier = !FencedReadersForced() && RegisterMembarrier();
+    const bool membarrier =
+        !kDeterministicSchedule && !FencedReadersForced() && RegisterMembarrier();
     fence_detail::readers_fence = !membarrier;
     return membarrier;
   }();

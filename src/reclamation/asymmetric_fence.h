@@ -10,7 +10,8 @@
 //     light = a compiler barrier; heavy = membarrier, which runs a full barrier on every CPU
 //     currently running a thread of this process. Should a later membarrier call fail, the
 //     heavy barrier reports it and the reclaimer frees nothing that time.
-//   fenced form (no membarrier, or MIDATLAS_FENCED_READERS=1):
+//   fenced form (no membarrier, MIDATLAS_FENCED_READERS=1, or the deterministic-schedule test
+//   build, where each fence is a scheduling point):
 //     light = a seq_cst fence (x86 mfence, ARMv8 dmb ish); heavy = a seq_cst fence. The
 //     classic symmetric protocol: correct on every architecture, a fence per protection.
 //

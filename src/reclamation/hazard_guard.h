@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "instrumentation/atomic.h"
+#include "instrumentation/fault_injection.h"
 #include "instrumentation/invariants.h"
 #include "instrumentation/sanitizers.h"
 #include "reclamation/asymmetric_fence.h"
@@ -49,6 +50,7 @@ class HazardSlot {
     T* node = LoadSource(source);
     if (node == nullptr) return nullptr;
     Publish(node);
+    if constexpr (kFaultHazardNoValidate) return node;  // planted fault (fault_injection.h)
     if (ReloadSource(source) == node) [[likely]] return node;
     Reset();
     return nullptr;
