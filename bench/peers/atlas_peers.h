@@ -46,6 +46,11 @@ class MidatlasCpp {
     return atlas_->stats().bytes_attached;
   }
   [[nodiscard]] std::uint32_t MidsInUse() const noexcept { return atlas_->mids_in_use(); }
+  // The context pages of an atlas whose contexts exceed a page are mmap'd, not heap: the
+  // memory workload adds them to the heap count (max 65,535 here, so always the case).
+  [[nodiscard]] std::size_t context_bytes_outside_heap() const noexcept {
+    return atlas_->stats().context_bytes;
+  }
 
  private:
   std::optional<midatlas::MidAtlas> atlas_;
