@@ -24,6 +24,8 @@
 #ifndef MIDATLAS_TESTS_DSCHED_CASES_H_
 #define MIDATLAS_TESTS_DSCHED_CASES_H_
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "atlas/atlas_core.h"
+#include "atlas/context_region.h"
 #include "atlas/free_stack.h"
 #include "atlas/map_nodes.h"
 #include "dsched/explorer.h"
@@ -541,6 +544,53 @@ class HazardProtectVsReclaimCase final : public Case {
   std::array<internal::HazardRecord*, 2> records_{};
   std::array<Node, 2> nodes_{};
   internal::Atomic<Node*> source_{nullptr};
+};
+
+// --- the context region (CR1) ------------------------------------------------------------
+
+// One thread counts the last leaf of a page out (returning the page) while another counts a
+// leaf of the same page in and writes a context into it, as a grower does: the context must
+// survive whatever the order, because a count-in waits out a return in progress.
+class RegionReturnVsCountInCase final : public Case {
+ public:
+  [[nodiscard]] const char* name() const override { return "region_return_vs_count_in"; }
+  [[nodiscard]] int threads() const override { return 2; }
+
+  void Setup() override {
+    region_.emplace();
+    if (!region_->Init(65535) || !region_->returns_pages()) {
+      Fail("the region could not reserve its pages");
+      return;
+    }
+    first_ = static_cast<std::uint32_t>(static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) /
+                                        sizeof(void*));  // page 1
+    region_->CountLeafIn(first_, first_ + 16);
+  }
+
+  void Run(int thread) override {
+    if (thread == 0) {
+      region_->CountLeafOut(first_, first_ + 16);
+      return;
+    }
+    region_->CountLeafIn(first_ + 16, first_ + 32);
+    // release: as (atlas:A2), the holder's publication of its context.
+    region_->cells()[first_ + 20].store(&context_, std::memory_order_release);
+  }
+
+  void Check() override {
+    if (region_->cells()[first_ + 20].load(std::memory_order_acquire) != &context_) {
+      Fail("a context written after its leaf counted in was undone by a page return (CR1)");
+    }
+    if (region_->attached_bytes() != static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
+      Fail("the page of the attached leaf is not counted");
+    }
+  }
+  void Teardown() override { region_.reset(); }
+
+ private:
+  std::optional<internal::ContextRegion> region_;
+  std::uint32_t first_ = 0;
+  int context_ = 0;
 };
 
 }  // namespace midatlas::dsched

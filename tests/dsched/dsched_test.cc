@@ -54,6 +54,12 @@ TEST(Dsched, FreeStackPushPopRacesKeepEverySlotOnceUnderAba) {
                                     .pct_schedules = 3000, .random_schedules = 3000}));
 }
 
+TEST(Dsched, AContextWrittenAfterACountInSurvivesAPageReturn) {
+  RegionReturnVsCountInCase test_case;
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 20000,
+                                    .pct_schedules = 1000, .random_schedules = 1000}));
+}
+
 TEST(Dsched, HintProtocolKeepsLh1WhenAPushLandsInTheClearWindow) {
   HintWindowCase test_case;
   ExpectOutcome(RunCase(test_case, {.dfs_bound = 3, .dfs_schedules = 200000,
