@@ -34,8 +34,9 @@ std::uint32_t Client::NewFid() {
 }
 
 std::uint32_t Client::max_io() const {
-  // Twrite's header: size[4] type[1] tag[2] fid[4] offset[8] count[4] = 23 bytes.
-  return connection_->msize() - 23;
+  // Twrite's header is size[4] type[1] tag[2] fid[4] offset[8] count[4] = 23 bytes; like
+  // Linux (P9_IOHDRSZ) leave 24, which diod also expects of Treaddir (it answers EIO above).
+  return connection_->msize() - 24;
 }
 
 absl::StatusOr<std::uint32_t> Client::Attach(std::string_view uname, std::string_view aname,
