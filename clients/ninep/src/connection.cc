@@ -11,8 +11,10 @@
 // SHUTDOWN
 //   Close() marks the connection closed and shuts the socket; the receive thread then marks it
 //   closed too, closes the tag table (waiters fail) and drains it (requests in flight fail
-//   with kUnavailable). A sender that acquired its tag just then sees `closed_` after its
-//   Associate (fences ninep:S1 / ninep:S2, store-load) and takes its own request back.
+//   with kUnavailable). A sender that acquired its tag just then reads `closed_` after its
+//   Associate and takes its own request back. Both read and write `closed_` with an RMW
+//   (ninep:S1 / ninep:S2): RMWs of one variable are totally ordered, so either the sender
+//   sees the shutdown, or the drain synchronizes with the sender and sees its entry.
 #include "ninep/connection.h"
 
 #include <netdb.h>
@@ -210,12 +212,13 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   }
 
   void Close() {
-    // (ninep:S4) seq_cst: see SHUTDOWN; the receive thread stores it again before draining.
-    closed_.store(true, std::memory_order_seq_cst);
+    // (ninep:S4) acq_rel RMW: see SHUTDOWN. An RMW, not a store, so that the release
+    // sequence of a sender's S1 reaches the drain's S2 through it.
+    closed_.fetch_or(1, std::memory_order_acq_rel);
     ::shutdown(fd_, SHUT_RDWR);
   }
   [[nodiscard]] bool closed() const {
-    return closed_.load(std::memory_order_acquire);  // (ninep:S5) acquire: pairs with S4
+    return closed_.load(std::memory_order_acquire) != 0;  // (ninep:S5) acquire: pairs with S4
   }
   [[nodiscard]] std::uint32_t msize() const { return msize_; }
 
@@ -245,10 +248,9 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   // Fills in the tag and sends, or takes the request back when the connection has closed.
   void Send(CallState& state, std::uint16_t tag) {
     SetTag(state.request_, tag);
-    // (ninep:S1) seq_cst fence: the Associate before it, the read of closed_ after; pairs
-    // with S2 in the receive thread's shutdown.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (closed_.load(std::memory_order_relaxed)) {  // (ninep:S8) relaxed: ordered by S1
+    // (ninep:S1) acq_rel RMW: reads closed_ after the Associate, whose entry the release
+    // hands to a shutdown (S2) that follows; pairs with S2.
+    if (closed_.fetch_or(0, std::memory_order_acq_rel) != 0) {
       Abandon(state, tag);
       return;
     }
@@ -320,9 +322,8 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   }
 
   void Shutdown() {
-    closed_.store(true, std::memory_order_relaxed);  // (ninep:S11) relaxed: ordered by S2
-    // (ninep:S2) seq_cst fence: closed_ before it, the drain's reads after; pairs with S1.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // (ninep:S2) acq_rel RMW: closed_ before the drain's reads; pairs with S1.
+    closed_.fetch_or(1, std::memory_order_acq_rel);
     ::shutdown(fd_, SHUT_RDWR);
     table_->Close();
     DrainTable();
@@ -482,7 +483,7 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   std::unique_ptr<TagTable> table_;
   std::mutex send_mu_;  // one writer at a time on the socket
   std::thread receiver_;
-  std::atomic<bool> closed_{false};
+  std::atomic<std::uint8_t> closed_{0};  // 0 or 1; an integer for fetch_or (S1, S2)
   std::vector<std::uint32_t> deferred_clunks_;  // receive thread only
   std::atomic<std::uint64_t> requests_sent_{0}, replies_{0}, malformed_{0}, flushes_sent_{0},
       rflushes_{0}, late_replies_{0}, late_clunks_{0};

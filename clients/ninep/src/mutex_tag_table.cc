@@ -106,8 +106,10 @@ class MutexTagTable final : public TagTable {
   }
   [[nodiscard]] std::uint32_t waiting() const override { return gate_.waiting(); }
   [[nodiscard]] TagTableCounters counters() const override {
+    // The gate's mutex is taken before mu_ (Acquire -> TryTake), never inside it.
+    const std::uint64_t waits = gate_.waits();
     std::lock_guard<std::mutex> lock(mu_);
-    return {.unknown_tags = unknown_tags_, .waits = gate_.waits()};
+    return {.unknown_tags = unknown_tags_, .waits = waits};
   }
 
  private:
