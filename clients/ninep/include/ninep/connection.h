@@ -28,7 +28,10 @@
 //   Every member may be called from any thread, except that the destructor must not race
 //   other calls. Callbacks run on the receive thread (or, for a request that fails before it
 //   is sent or is cancelled, on the thread that started or cancelled it); a callback must not
-//   block on a reply.
+//   block on a reply, nor Start a request when every tag may be in use (the receive thread
+//   would wait for a tag only it can free). Cancel sends its Tflush under a tag of its own
+//   and waits for one like any request: with max_in_flight = 1 it waits until the connection
+//   closes.
 #ifndef NINEP_CONNECTION_H_
 #define NINEP_CONNECTION_H_
 
