@@ -44,17 +44,18 @@ class LateContext;
 
 class CallState : public TagEntry {
  public:
-  CallState(std::shared_ptr<ConnectionCore> core, Request request, Callback callback)
+  CallState(std::shared_ptr<ConnectionCore> core_ref, Request request_value,
+            Callback done_callback)
       : TagEntry(Kind::kRequest),
-        core_(std::move(core)),
-        request_(std::move(request)),
-        callback_(std::move(callback)) {}
+        core(std::move(core_ref)),
+        request(std::move(request_value)),
+        callback(std::move(done_callback)) {}
 
   // Runs the callback, then publishes the result to Wait. Exactly once per call: only the
   // claimer of the request (see OWNERSHIP) delivers.
   void Deliver(absl::StatusOr<Reply> result) {
     result_ = std::move(result);
-    if (callback_) callback_(result_);
+    if (callback) callback(result_);
     // (ninep:D1) release: publishes result_; pairs with the acquire load in Wait (D2).
     done_.store(1, std::memory_order_release);
     done_.notify_all();
@@ -68,13 +69,13 @@ class CallState : public TagEntry {
     return done_.load(std::memory_order_acquire) != 0;  // (ninep:D3) acquire: pairs with D1
   }
 
-  std::shared_ptr<ConnectionCore> core_;
-  Request request_;  // bytes dropped once sent
-  Callback callback_;
-  std::shared_ptr<CallState> self_;    // the connection's reference, see OWNERSHIP
-  std::mutex cancel_mu_;               // serializes Cancel calls on this request
-  std::shared_ptr<LateContext> late_;  // guarded by cancel_mu_; set by the first Cancel
-  std::shared_ptr<LateContext> flush_target_;  // Tflush calls: the tag they flush
+  std::shared_ptr<ConnectionCore> core;
+  Request request;  // bytes dropped once sent
+  Callback callback;
+  std::shared_ptr<CallState> self;    // the connection's reference, see OWNERSHIP
+  std::mutex cancel_mu;               // serializes Cancel calls on this request
+  std::shared_ptr<LateContext> late;  // guarded by cancel_mu; set by the first Cancel
+  std::shared_ptr<LateContext> flush_target;  // Tflush calls: the tag they flush
 
  private:
   std::atomic<std::uint8_t> done_{0};
@@ -86,24 +87,25 @@ class LateContext : public TagEntry {
  public:
   LateContext() : TagEntry(Kind::kLate) {}
 
-  std::mutex mu_;
-  std::shared_ptr<LateContext> self_;      // guarded by mu_ once published
-  std::shared_ptr<CallState> original_;    // guarded by mu_ once published
-  std::vector<std::shared_ptr<CallState>> flushes_;  // guarded by mu_: Tflush calls, oldest first
-  bool released_ = false;                            // guarded by mu_: the tag is free again
-  std::optional<absl::StatusOr<Reply>> late_reply_;  // guarded by mu_
+  std::mutex mu;
+  std::shared_ptr<LateContext> self;      // guarded by mu once published
+  std::shared_ptr<CallState> original;    // guarded by mu once published
+  std::vector<std::shared_ptr<CallState>> flushes;  // guarded by mu: Tflush calls, oldest first
+  bool released = false;                            // guarded by mu: the tag is free again
+  std::optional<absl::StatusOr<Reply>> late_reply;  // guarded by mu
 
   // Breaks the cycles once the tag is free (Release or drain).
   void Retire() {
+    // Dropped after the lock: the last reference may be this very object's.
     std::shared_ptr<LateContext> keep;
-    std::shared_ptr<CallState> original;
-    std::vector<std::shared_ptr<CallState>> flushes;
+    std::shared_ptr<CallState> dropped_original;
+    std::vector<std::shared_ptr<CallState>> dropped_flushes;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      released_ = true;
-      keep = std::move(self_);
-      original = std::move(original_);
-      flushes = std::move(flushes_);
+      std::lock_guard<std::mutex> lock(mu);
+      released = true;
+      keep = std::move(self);
+      dropped_original = std::move(original);
+      dropped_flushes = std::move(flushes);
     }
   }
 };
@@ -127,26 +129,27 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   }
 
   Call Start(absl::StatusOr<Request> request, Callback done) {
-    auto state = std::make_shared<CallState>(
-        shared_from_this(), request.ok() ? *std::move(request) : Request{}, std::move(done));
     if (!request.ok()) {
-      Fail(*state, request.status());
-      return Call(state);
+      auto failed = std::make_shared<CallState>(shared_from_this(), Request{}, std::move(done));
+      Fail(*failed, request.status());
+      return Call(failed);
     }
-    if (state->request_.bytes.size() > msize_) {
+    auto state =
+        std::make_shared<CallState>(shared_from_this(), *std::move(request), std::move(done));
+    if (state->request.bytes.size() > msize_) {
       Fail(*state, absl::InvalidArgumentError(absl::StrCat(
-                       MsgTypeName(static_cast<std::uint8_t>(state->request_.type)), " of ",
-                       state->request_.bytes.size(), " bytes is larger than msize ", msize_)));
+                       MsgTypeName(static_cast<std::uint8_t>(state->request.type)), " of ",
+                       state->request.bytes.size(), " bytes is larger than msize ", msize_)));
       return Call(state);
     }
     if (closed()) {
       Fail(*state, absl::UnavailableError("connection closed"));
       return Call(state);
     }
-    state->self_ = state;
+    state->self = state;
     absl::StatusOr<std::uint16_t> tag = table_->Acquire(state.get());
     if (!tag.ok()) {
-      state->self_.reset();
+      state->self.reset();
       Fail(*state, tag.status());
       return Call(state);
     }
@@ -155,50 +158,50 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   }
 
   bool Cancel(const std::shared_ptr<CallState>& state) {
-    if (state->request_.type == MsgType::kTflush || state->request_.type == MsgType::kTversion) {
+    if (state->request.type == MsgType::kTflush || state->request.type == MsgType::kTversion) {
       return false;
     }
-    std::lock_guard<std::mutex> cancel_lock(state->cancel_mu_);
+    std::lock_guard<std::mutex> cancel_lock(state->cancel_mu);
     // (ninep:T4) acquire: pairs with T1; the tag was stored before Start returned the Call.
     const std::uint16_t oldtag = state->tag.load(std::memory_order_acquire);
     if (oldtag == kNoTag) return false;  // never sent: it failed in Start
-    if (!state->late_) {
+    if (!state->late) {
       auto late = std::make_shared<LateContext>();
-      late->self_ = late;
-      late->original_ = state;
+      late->self = late;
+      late->original = state;
       switch (table_->Discard(oldtag, state.get(), late.get())) {
         case TagTable::DiscardResult::kAlreadyCompleted:
           late->Retire();
           return false;
         case TagTable::DiscardResult::kDrained:
           late->Retire();
-          state->self_.reset();
+          state->self.reset();
           state->Deliver(absl::CancelledError("request cancelled"));
           return false;
         case TagTable::DiscardResult::kQuarantined:
           break;
       }
-      state->late_ = late;
-      state->self_.reset();  // the late context holds the request now
+      state->late = late;
+      state->self.reset();  // the late context holds the request now
       state->Deliver(absl::CancelledError("request cancelled"));
     }
     // Another Tflush (the first, or a repeat). Its tag may take a while (first come, first
     // served); the Rflush of an earlier flush may release the old tag meanwhile.
-    const std::shared_ptr<LateContext>& late = state->late_;
+    const std::shared_ptr<LateContext>& late = state->late;
     absl::StatusOr<Request> tflush = BuildTflush(oldtag);
     auto flush = std::make_shared<CallState>(shared_from_this(), *std::move(tflush), Callback{});
-    flush->flush_target_ = late;
-    flush->self_ = flush;
+    flush->flush_target = late;
+    flush->self = flush;
     absl::StatusOr<std::uint16_t> tag = table_->Acquire(flush.get());
     if (!tag.ok()) {
-      flush->self_.reset();
+      flush->self.reset();
       return false;
     }
     bool registered = false;
     {
-      std::lock_guard<std::mutex> lock(late->mu_);
-      if (!late->released_) {
-        late->flushes_.push_back(flush);
+      std::lock_guard<std::mutex> lock(late->mu);
+      if (!late->released) {
+        late->flushes.push_back(flush);
         registered = true;
       }
     }
@@ -247,7 +250,7 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
 
   // Fills in the tag and sends, or takes the request back when the connection has closed.
   void Send(CallState& state, std::uint16_t tag) {
-    SetTag(state.request_, tag);
+    SetTag(state.request, tag);
     // (ninep:S1) acq_rel RMW: reads closed_ after the Associate, whose entry the release
     // hands to a shutdown (S2) that follows; pairs with S2.
     if (closed_.fetch_or(0, std::memory_order_acq_rel) != 0) {
@@ -257,9 +260,9 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
     absl::Status sent;
     {
       std::lock_guard<std::mutex> lock(send_mu_);
-      sent = SendAll(state.request_.bytes);
+      sent = SendAll(state.request.bytes);
     }
-    std::vector<std::uint8_t>().swap(state.request_.bytes);
+    std::vector<std::uint8_t>().swap(state.request.bytes);
     requests_sent_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S9) relaxed: a counter
     if (!sent.ok()) Close();  // the receive thread fails what is in flight, this one included
   }
@@ -267,7 +270,7 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   // Frees the tag of a request that was never sent and fails it.
   void Abandon(CallState& state, std::uint16_t tag) {
     if (table_->Complete(tag) == &state) {
-      std::shared_ptr<CallState> keep = std::move(state.self_);
+      std::shared_ptr<CallState> keep = std::move(state.self);
       state.Deliver(absl::UnavailableError("connection closed"));
     }
     // Otherwise the shutdown drain claimed it and fails it.
@@ -342,7 +345,7 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
                                                 std::memory_order_acq_rel)) {
         return;  // its canceller or a racing Abandon completes it
       }
-      std::shared_ptr<CallState> keep = std::move(state->self_);
+      std::shared_ptr<CallState> keep = std::move(state->self);
       state->Deliver(absl::UnavailableError("connection closed with the request in flight"));
     });
   }
@@ -351,12 +354,12 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
     const std::uint16_t tag = TagOf(frame);
     if (TagEntry* e = table_->Complete(tag)) {
       auto* state = static_cast<CallState*>(e);
-      std::shared_ptr<CallState> keep = std::move(state->self_);
+      std::shared_ptr<CallState> keep = std::move(state->self);
       replies_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S12) relaxed: a counter
-      if (state->request_.type == MsgType::kTflush) {
+      if (state->request.type == MsgType::kTflush) {
         HandleRflush(*state, frame);
       } else {
-        state->Deliver(Parse(frame, state->request_));
+        state->Deliver(Parse(frame, state->request));
       }
       SendDeferredClunks();
       return;
@@ -386,7 +389,7 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   }
 
   void HandleRflush(CallState& flush, std::span<const std::uint8_t> frame) {
-    absl::StatusOr<Reply> reply = Parse(frame, flush.request_);
+    absl::StatusOr<Reply> reply = Parse(frame, flush.request);
     if (!reply.ok()) {
       // An Rlerror or a malformed Rflush: the server may still answer the old tag, so it
       // stays quarantined (until the connection closes).
@@ -394,22 +397,22 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
       return;
     }
     rflushes_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S14) relaxed: a counter
-    LateContext& late = *flush.flush_target_;
+    LateContext& late = *flush.flush_target;
     std::vector<std::shared_ptr<CallState>> earlier;
     bool last = false;
     {
-      std::lock_guard<std::mutex> lock(late.mu_);
-      auto it = std::find_if(late.flushes_.begin(), late.flushes_.end(),
+      std::lock_guard<std::mutex> lock(late.mu);
+      auto it = std::find_if(late.flushes.begin(), late.flushes.end(),
                              [&](const auto& f) { return f.get() == &flush; });
-      if (it != late.flushes_.end()) {
-        last = (it + 1 == late.flushes_.end());
+      if (it != late.flushes.end()) {
+        last = (it + 1 == late.flushes.end());
         if (last) {
-          late.flushes_.erase(it);
-          earlier = std::move(late.flushes_);
-          late.flushes_.clear();
-          late.released_ = true;
+          late.flushes.erase(it);
+          earlier = std::move(late.flushes);
+          late.flushes.clear();
+          late.released = true;
         } else {
-          late.flushes_.erase(it);  // a server that answers every Tflush: free just this one
+          late.flushes.erase(it);  // a server that answers every Tflush: free just this one
         }
       }
     }
@@ -417,7 +420,7 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
       // Only the last Tflush for a tag is answered (flush(5)); the earlier ones are done too.
       for (const std::shared_ptr<CallState>& f : earlier) {
         if (table_->Complete(f->tag.load(std::memory_order_relaxed)) == f.get()) {  // (ninep:T5)
-          std::shared_ptr<CallState> keep = std::move(f->self_);                   // relaxed: own
+          std::shared_ptr<CallState> keep = std::move(f->self);                   // relaxed: own
           f->Deliver(Rempty{});                                                    // thread
         }
       }
@@ -435,11 +438,11 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
     late_replies_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S15) relaxed: a counter
     std::shared_ptr<CallState> original;
     {
-      std::lock_guard<std::mutex> lock(late.mu_);
-      original = late.original_;
+      std::lock_guard<std::mutex> lock(late.mu);
+      original = late.original;
     }
     if (!original) return;
-    const Request& request = original->request_;
+    const Request& request = original->request;
     absl::StatusOr<Reply> reply = Parse(frame, request);
     if (reply.ok()) {
       if (const auto* walk = std::get_if<Rwalk>(&*reply)) {
@@ -452,8 +455,8 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
       }
       // Rlopen, Rlcreate: the fid is open now; its owner clunks it (late_reply shows it).
     }
-    std::lock_guard<std::mutex> lock(late.mu_);
-    late.late_reply_ = std::move(reply);
+    std::lock_guard<std::mutex> lock(late.mu);
+    late.late_reply = std::move(reply);
   }
 
   // Clunks a fid from the receive thread, which must never wait for a tag: when none is free
@@ -466,10 +469,10 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
     while (!deferred_clunks_.empty() && !closed()) {
       auto state = std::make_shared<CallState>(
           shared_from_this(), *BuildTclunk(deferred_clunks_.back()), Callback{});
-      state->self_ = state;
+      state->self = state;
       absl::StatusOr<std::uint16_t> tag = table_->TryAcquire(state.get());
       if (!tag.ok()) {
-        state->self_.reset();
+        state->self.reset();
         return;
       }
       deferred_clunks_.pop_back();
@@ -554,7 +557,7 @@ absl::StatusOr<Reply> Call::Wait() const {
   return state_->Wait();
 }
 bool Call::done() const { return state_ && state_->done(); }
-bool Call::Cancel() const { return state_ && state_->core_->Cancel(state_); }
+bool Call::Cancel() const { return state_ && state_->core->Cancel(state_); }
 std::uint16_t Call::tag() const {
   return state_ ? state_->tag.load(std::memory_order_acquire) : kNoTag;  // (ninep:T7) acquire:
 }                                                                         // pairs with T1
@@ -563,12 +566,12 @@ std::optional<absl::StatusOr<Reply>> Call::late_reply() const {
   if (!state_) return std::nullopt;
   std::shared_ptr<internal::LateContext> late;
   {
-    std::lock_guard<std::mutex> lock(state_->cancel_mu_);
-    late = state_->late_;
+    std::lock_guard<std::mutex> lock(state_->cancel_mu);
+    late = state_->late;
   }
   if (!late) return std::nullopt;
-  std::lock_guard<std::mutex> lock(late->mu_);
-  return late->late_reply_;
+  std::lock_guard<std::mutex> lock(late->mu);
+  return late->late_reply;
 }
 
 // ---- Connection ----------------------------------------------------------------------------

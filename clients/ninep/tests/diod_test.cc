@@ -226,6 +226,7 @@ TEST_P(DiodTest, FlushOfAQueuedRequestGetsOnlyTheRflush) {
 }
 
 TEST_P(DiodTest, RepeatedFlushesAreAllReleasedByTheLastRflush) {
+  // Two Tflush for one running request.
   HeldFifo fifo("twice-fifo");
   std::uint32_t fid = kNoFid;
   Call open = HoldWorker(fifo, "twice-fifo", &fid);
@@ -236,7 +237,10 @@ TEST_P(DiodTest, RepeatedFlushesAreAllReleasedByTheLastRflush) {
   fifo.Unblock();
   ASSERT_TRUE(Eventually([&] { return Stats().tags_in_use == 0; }))
       << "tags still in use: " << Stats().tags_in_use;
-  EXPECT_EQ(Stats().rflushes, 1U);  // diod answers only the last Tflush
+  // diod 1.0.24 answers the last Tflush, and at times the earlier one too, before it: the
+  // last Rflush frees every flush tag still in use, an earlier one just its own.
+  EXPECT_GE(Stats().rflushes, 1U);
+  EXPECT_LE(Stats().rflushes, 2U);
   EXPECT_EQ(Stats().unknown_tags, 0U);
   // A reply for an earlier flush would now count as unknown; the connection stays usable.
   EXPECT_TRUE(client_->Getattr(root_).ok());
