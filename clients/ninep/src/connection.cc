@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "tag_table.h"
@@ -63,7 +64,17 @@ class CallState : public TagEntry {
   absl::StatusOr<Reply> Wait() const {
     // (ninep:D2) acquire: pairs with D1, so result_ is complete.
     while (done_.load(std::memory_order_acquire) == 0) done_.wait(0, std::memory_order_acquire);
-    return result_;
+    if (result_.ok()) return result_;
+    // An error goes out as a fresh Status rather than a reference to result_'s: the shared
+    // representation's count lives in the Abseil library, whose atomics ThreadSanitizer does
+    // not see, so a count shared by the waiter and the thread that frees the call would look
+    // like a race. (OK statuses have no representation to share.)
+    const absl::Status& error = result_.status();
+    absl::Status copy(error.code(), error.message());
+    error.ForEachPayload([&copy](auto url, const absl::Cord& payload) {
+      copy.SetPayload(url, payload);
+    });
+    return copy;
   }
   [[nodiscard]] bool done() const {
     return done_.load(std::memory_order_acquire) != 0;  // (ninep:D3) acquire: pairs with D1
