@@ -8,6 +8,7 @@
 //   (atlas:U2) unlinks a frozen directory (acq_rel CAS)
 //   (atlas:P1) moves the spare-leaf hint (relaxed CAS)
 //   (atlas:C1)/(atlas:C2)/(atlas:C3) count MIDs held beyond the first map (relaxed)
+//   (atlas:Q1)/(atlas:Q2) admit and release MIDs against the reserve (acq_rel / release)
 #ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
@@ -15,7 +16,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 #include "atlas/context_region.h"
@@ -36,12 +39,33 @@ enum class AtlasResult : std::uint8_t {
   kInvalidArgument,
 };
 
+// What an atlas is created with, beyond the RDBSS pair (docs/DESIGN.md section 10).
+struct AtlasConfig {
+  std::uint32_t max_mids = 0;      // the most MIDs held at once, 1..65535
+  std::uint32_t initial_mids = 0;  // 1..max_mids
+  // Of max_mids, the MIDs only an associate that may use the reserve takes (< max_mids).
+  std::uint32_t reserved_mids = 0;
+  // Values never handed out: any order, duplicates allowed; read only during New.
+  const Mid* excluded = nullptr;
+  std::uint32_t excluded_count = 0;
+};
+
+// The end of the MID range an atlas covers: the smallest `end` such that [0, end) holds
+// max_mids values that are not excluded (`excluded` sorted, distinct). Empty when no such
+// end <= 65536 exists, i.e. max_mids MIDs could never be in use at once.
+std::optional<std::uint32_t> CoveredMidsEnd(std::uint32_t max_mids, const Mid* excluded,
+                                            std::uint32_t excluded_count) noexcept;
+
 class AtlasCore {
  public:
   // Arguments must already be valid (1 <= initial_mids <= max_mids <= 65535). Returns nullptr
   // when memory is short.
   static AtlasCore* New(std::uint32_t max_mids, std::uint32_t initial_mids,
                         ContextDestructor destructor) noexcept;
+  // As above, with reserved capacity and excluded values. Returns nullptr when the config is
+  // not valid (reserved_mids >= max_mids, max_mids MIDs impossible with the exclusions) or
+  // memory is short.
+  static AtlasCore* New(const AtlasConfig& config, ContextDestructor destructor) noexcept;
   // Hands every remaining context to the destructor given at creation, then frees all maps
   // and the atlas (which shares its allocation with directory 0, see New). Null is a no-op.
   static void Destroy(AtlasCore* core) noexcept;
@@ -51,13 +75,15 @@ class AtlasCore {
   // The operations of the public API (mid_atlas.h documents each), answering AtlasResult.
   // Map, and the leaf-0 paths of Associate and MapAndDissociate, are inline (below), so that
   // each public entry point is a single call; everything beyond leaf 0 is out of line.
-  AtlasResult Associate(void* context, Mid* mid_out) noexcept;
+  // With `use_reserve`, the reserved capacity may be taken too (reserved_mids()).
+  AtlasResult Associate(void* context, Mid* mid_out, bool use_reserve = false) noexcept;
   [[nodiscard]] void* Map(Mid mid) const noexcept;
   AtlasResult MapAndDissociate(Mid mid, void** context_out) noexcept;
   AtlasResult Reassociate(Mid mid, void* new_context) noexcept;
   std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
   [[nodiscard]] std::uint32_t max_mids() const noexcept { return max_mids_; }
   [[nodiscard]] std::uint32_t initial_mids() const noexcept { return initial_mids_; }
+  [[nodiscard]] std::uint32_t reserved_mids() const noexcept { return reserved_; }
   [[nodiscard]] MidLayout layout() const noexcept { return layout_; }
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;
   [[nodiscard]] AtlasStats stats() const noexcept;
@@ -79,15 +105,21 @@ class AtlasCore {
     LeafMap* leaf = nullptr;  // nullptr: absent or being unlinked at some instant (AC4)
   };
 
-  AtlasCore(std::uint32_t max_mids, std::uint32_t initial_mids, MidLayout layout,
-            ContextDestructor destructor) noexcept;
+  AtlasCore(std::uint32_t max_mids, std::uint32_t mids_end, std::uint32_t initial_mids,
+            MidLayout layout, ContextDestructor destructor) noexcept;
   ~AtlasCore();
   bool AllocateInitialMaps() noexcept;
+  bool SetExclusions(const Mid* sorted, std::uint32_t count) noexcept;
 
   [[nodiscard]] Mid MidOf(std::uint32_t leaf, std::uint32_t slot) const noexcept {
     return static_cast<Mid>((leaf << leaf_shift_) | slot);
   }
   [[nodiscard]] std::uint32_t ValidSlots(std::uint32_t leaf) const noexcept;
+  // The excluded slots of a leaf (EX1), as MIDs, sorted: [first, last).
+  [[nodiscard]] std::pair<const std::uint32_t*, const std::uint32_t*> ExcludedIn(std::uint32_t leaf) const noexcept;
+  // Slots of a leaf that can ever be held: the valid ones less the excluded ones.
+  [[nodiscard]] std::uint32_t UsableSlots(std::uint32_t leaf) const noexcept;
+  LeafMap* CreateLeaf(std::uint32_t leaf_index, std::uint64_t serial, bool first_held) noexcept;
 
   // Finds the attached leaf `leaf_index` (> 0) with one protection attempt through `guard`:
   // a leaf of directory 0 is protected itself (directory 0 is permanent, AC2); a leaf of any
@@ -106,6 +138,13 @@ class AtlasCore {
   bool ForEachLeaf(Visit&& visit) const;
 
   AtlasResult AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept;
+  AtlasResult AssociateAdmitted(void* context, Mid* mid_out, bool use_reserve) noexcept;
+  void ReleaseAdmission() noexcept {
+    // (atlas:Q2) release: a MID's push (stack:S2) - or a failed take - comes before this in
+    // program order, so an admission (atlas:Q1) that reads this decrement also sees the push
+    // (RS1: admitted MIDs >= held MIDs at every instant).
+    admitted_.fetch_sub(1, std::memory_order_release);
+  }
   AtlasResult DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept;
   bool TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept;
   TakeResult TakeFromSubordinate(std::uint32_t leaf_index, void* context, Mid* mid_out) noexcept;
@@ -131,8 +170,11 @@ class AtlasCore {
   void CountLeafOut(DirectoryMap& dir) noexcept;
 
   // --- Immutable after construction; everything Map reads sits in the first cache line. ---
-  std::uint32_t max_mids_;
+  // MIDs [0, mids_end_) exist: max_mids_ of them plus the excluded ones below (EX1).
+  std::uint32_t mids_end_;
   Atomic<void*>* contexts_ = nullptr;  // region_.cells(): the context of every MID
+  // 0: no reserve, and Associate and MapAndDissociate never touch admitted_ (one branch).
+  std::uint32_t reserved_ = 0;
   std::uint32_t leaf_shift_;  // == layout_.leaf_bits
   std::uint32_t slot_mask_;
   std::uint32_t dir_shift_;   // == layout_.dir_bits
@@ -152,7 +194,11 @@ class AtlasCore {
   std::uint32_t leaf_capacity_;
   std::uint32_t dir_entries_;
   std::uint32_t initial_mids_;
+  std::uint32_t max_mids_;
   MidLayout layout_;
+  // EX1: the excluded values below mids_end_, sorted and distinct (null when none).
+  std::unique_ptr<std::uint32_t[]> excluded_;
+  std::uint32_t excluded_count_ = 0;
   HazardDomain& domain_;
   ContextDestructor destructor_;
   ContextRegion region_;
@@ -168,6 +214,9 @@ class AtlasCore {
   // The one drained subordinate leaf kept attached as a spare (0 = none): see OnLeafDrained.
   // Written only when a leaf drains, so it may share a line with the read-mostly fields.
   Atomic<std::uint32_t> spare_leaf_{0};
+  // RS1: MIDs admitted against the reserve (only when reserved_ != 0): incremented before a
+  // MID is taken, decremented after it is freed or the take failed. A line of its own.
+  alignas(64) Atomic<std::uint32_t> admitted_{0};
 };
 
 // ----------------------------------------------------------------------------------------
@@ -186,7 +235,7 @@ inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardSlot& guard,
 // ContextRegion, so no map is walked and nothing is protected (context_region.h says why a
 // context read while its page is returned is still right). Linearization point: the load.
 inline void* AtlasCore::Map(Mid mid) const noexcept {
-  if (mid >= max_mids_) return nullptr;
+  if (mid >= mids_end_) return nullptr;
   // (atlas:M1) acquire: pairs with (atlas:A2)/(atlas:R2), so whatever the associating thread
   // wrote into the context before associating is visible to the mapper.
   return contexts_[mid].load(std::memory_order_acquire);
@@ -194,10 +243,11 @@ inline void* AtlasCore::Map(Mid mid) const noexcept {
 
 // Associate: lock-free. Linearization point: the release store of the context (atlas:A2), or
 // the release CAS that installs a new leaf already holding it (atlas:A3).
-inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out) noexcept {
+inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out, bool use_reserve) noexcept {
   if (context == nullptr || mid_out == nullptr) [[unlikely]] {
     return AtlasResult::kInvalidArgument;
   }
+  if (reserved_ != 0) [[unlikely]] return AssociateAdmitted(context, mid_out, use_reserve);
   if (TakeFromLeaf(*leaf0_, context, mid_out)) [[likely]] return AtlasResult::kOk;
   return AssociateBeyondLeafZero(context, mid_out);
 }
@@ -222,11 +272,12 @@ inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) 
 inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out) noexcept {
   if (context_out == nullptr) [[unlikely]] return AtlasResult::kInvalidArgument;
   *context_out = nullptr;
-  if (mid >= max_mids_) [[unlikely]] return AtlasResult::kInvalidArgument;
+  if (mid >= mids_end_) [[unlikely]] return AtlasResult::kInvalidArgument;
   if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
   void* context = leaf0_->TakeContext(mid);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
   leaf0_->stack().Push(leaf0_->links(), mid);  // free after use: (stack:S2) releases the slot
+  if (reserved_ != 0) [[unlikely]] ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
   *context_out = context;
   return AtlasResult::kOk;
 }

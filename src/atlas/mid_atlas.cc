@@ -1,5 +1,6 @@
 #include "midatlas/mid_atlas.h"
 
+#include <algorithm>
 #include <new>
 #include <utility>
 
@@ -52,22 +53,48 @@ bool IsOutOfMemory(const absl::Status& status) noexcept {
 absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
   const bool bad_max = options.max_mids == 0 || options.max_mids > kMaxMidsLimit;
   const bool bad_initial = options.initial_mids == 0 || options.initial_mids > options.max_mids;
-  if (bad_max || bad_initial) {
+  const bool bad_reserve = !bad_max && options.reserved_mids >= options.max_mids;
+  // Max MIDs must fit beside the exclusions (duplicates count once).
+  bool bad_exclusions = false;
+  if (!bad_max && !options.excluded_mids.empty()) {
+    std::vector<Mid>& excluded = options.excluded_mids;
+    std::sort(excluded.begin(), excluded.end());
+    excluded.erase(std::unique(excluded.begin(), excluded.end()), excluded.end());
+    bad_exclusions = !internal::CoveredMidsEnd(options.max_mids, excluded.data(),
+                                               static_cast<std::uint32_t>(excluded.size()))
+                          .has_value();
+  }
+  if (bad_max || bad_initial || bad_reserve || bad_exclusions) {
     // The message says which option is wrong; without memory for it, the code alone does.
     try {
       if (bad_max) {
         return absl::InvalidArgumentError(
             absl::StrCat("max_mids must be in 1..", kMaxMidsLimit, ", got ", options.max_mids));
       }
-      return absl::InvalidArgumentError(absl::StrCat("initial_mids must be in 1..max_mids (",
-                                                     options.max_mids, "), got ",
-                                                     options.initial_mids));
+      if (bad_initial) {
+        return absl::InvalidArgumentError(absl::StrCat("initial_mids must be in 1..max_mids (",
+                                                       options.max_mids, "), got ",
+                                                       options.initial_mids));
+      }
+      if (bad_reserve) {
+        return absl::InvalidArgumentError(absl::StrCat("reserved_mids must be below max_mids (",
+                                                       options.max_mids, "), got ",
+                                                       options.reserved_mids));
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_mids (", options.max_mids, ") MIDs cannot be in use at once beside ",
+          options.excluded_mids.size(), " distinct excluded values"));
     } catch (const std::bad_alloc&) {
       return ErrorFor(AtlasResult::kInvalidArgument);
     }
   }
-  AtlasCore* core = AtlasCore::New(options.max_mids, options.initial_mids,
-                                   std::move(options.context_destructor));
+  const internal::AtlasConfig config{
+      .max_mids = options.max_mids,
+      .initial_mids = options.initial_mids,
+      .reserved_mids = options.reserved_mids,
+      .excluded = options.excluded_mids.data(),
+      .excluded_count = static_cast<std::uint32_t>(options.excluded_mids.size())};
+  AtlasCore* core = AtlasCore::New(config, std::move(options.context_destructor));
   if (core == nullptr) return ErrorFor(AtlasResult::kOutOfMemory);
   return MidAtlas(core);
 }
@@ -86,6 +113,13 @@ MidAtlas::~MidAtlas() { AtlasCore::Destroy(core_); }
 absl::StatusOr<Mid> MidAtlas::Associate(void* context) noexcept {
   Mid mid = 0;
   const AtlasResult result = core_->Associate(context, &mid);
+  if (result == AtlasResult::kOk) [[likely]] return mid;
+  return ErrorFor(result);
+}
+
+absl::StatusOr<Mid> MidAtlas::Associate(void* context, AssociateOptions options) noexcept {
+  Mid mid = 0;
+  const AtlasResult result = core_->Associate(context, &mid, options.use_reserve);
   if (result == AtlasResult::kOk) [[likely]] return mid;
   return ErrorFor(result);
 }
@@ -111,6 +145,7 @@ std::size_t MidAtlas::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
 
 std::uint32_t MidAtlas::max_mids() const noexcept { return core_->max_mids(); }
 std::uint32_t MidAtlas::initial_mids() const noexcept { return core_->initial_mids(); }
+std::uint32_t MidAtlas::reserved_mids() const noexcept { return core_->reserved_mids(); }
 MidLayout MidAtlas::layout() const noexcept { return core_->layout(); }
 std::uint32_t MidAtlas::mids_in_use() const noexcept { return core_->mids_in_use(); }
 AtlasStats MidAtlas::stats() const noexcept { return core_->stats(); }
