@@ -105,6 +105,13 @@ struct AtlasOptions {
   // The MIDs handed out are then the lowest max_mids values that are not excluded, so
   // max_mids may be at most 65536 less the distinct excluded values.
   std::vector<Mid> excluded_mids{};
+  // G, 0..15, for stale-response protection: a MID is gen << (16 - G) | index, and each time
+  // an index is handed out again its generation advances (mod 2^G, skipping excluded values),
+  // so a freed value recurs only after its index was reused 2^G times; until then Map,
+  // MapAndDissociate and Reassociate treat it as a MID not in use. max_mids must be at most
+  // 2^(16 - G). An excluded value is one generation of an index; an index whose every
+  // generation is excluded is never used.
+  std::uint32_t generation_bits = 0;
 };
 
 // How one association may take a MID.
@@ -158,8 +165,10 @@ struct FrontEndAccess;  // the C front ends' view of the core (src/capi/handles.
 class MidAtlas {
  public:
   // Validates `options` (InvalidArgument for max_mids outside 1..65535, initial_mids outside
-  // 1..max_mids, reserved_mids >= max_mids, max_mids above 65536 less the distinct
-  // excluded_mids) and allocates the first maps; memory is proportional to initial_mids.
+  // 1..max_mids, reserved_mids >= max_mids, generation_bits above 15, max_mids above the
+  // index space 2^(16 - generation_bits) less the indexes the exclusions take) and allocates
+  // the first maps; memory is proportional to initial_mids (with generation_bits > 0, plus 4
+  // bytes per index).
   static absl::StatusOr<MidAtlas> Create(AtlasOptions options);
 
   MidAtlas(MidAtlas&& other) noexcept : core_(other.core_) { other.core_ = nullptr; }
@@ -199,6 +208,7 @@ class MidAtlas {
   [[nodiscard]] std::uint32_t max_mids() const noexcept;
   [[nodiscard]] std::uint32_t initial_mids() const noexcept;
   [[nodiscard]] std::uint32_t reserved_mids() const noexcept;
+  [[nodiscard]] std::uint32_t generation_bits() const noexcept;
   [[nodiscard]] MidLayout layout() const noexcept;
   // MIDs held, counting associations and dissociations still in progress.
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;

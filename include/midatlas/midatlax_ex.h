@@ -1,8 +1,9 @@
 /*
  * midatlax_ex.h: extensions to the RDBSS MID_ATLAS routines of midatlax.h, for protocols
  * that need more than the original: values that must never be handed out (SMB1's 0 and
- * 0xFFFF, 9P's NOTAG), and capacity kept for requests that must not be refused when the
- * ordinary ones have taken everything else (a cancel, an echo, a flush).
+ * 0xFFFF, 9P's NOTAG), capacity kept for requests that must not be refused when the
+ * ordinary ones have taken everything else (a cancel, an echo, a flush), and generation bits
+ * that keep a late response to a freed MID from reaching the request that reused it.
  *
  * Everything midatlax.h says still holds; every routine here may be called from any number
  * of threads at once. Usable from C11 and C++, with C linkage.
@@ -69,7 +70,7 @@ extern "C" {
 typedef struct _RX_MID_ATLAS_PARAMETERS {
   USHORT MaximumNumberOfMids;  /* as RxCreateMidAtlas: the most MIDs held at once */
   USHORT MidsAllocatedAtStart; /* as RxCreateMidAtlas */
-  UCHAR GenerationBits;        /* must be 0 in this release: RxCreateMidAtlasEx refuses others */
+  UCHAR GenerationBits;        /* G, 0..15: MID = generation << (16 - G) | index */
   UCHAR ReusePolicy;           /* RX_MID_REUSE_COMPACT (the others are refused) */
   USHORT MidsReserved;         /* R < MaximumNumberOfMids: only RX_MID_USE_RESERVE takes these */
   USHORT NumberOfExcludedMids; /* values never handed out */
@@ -77,12 +78,21 @@ typedef struct _RX_MID_ATLAS_PARAMETERS {
 } RX_MID_ATLAS_PARAMETERS, *PRX_MID_ATLAS_PARAMETERS;
 
 /* NULL for NULL Parameters, the RxCreateMidAtlas errors (maximum 0, start 0 or above the
- * maximum, memory short), ReusePolicy other than RX_MID_REUSE_COMPACT, GenerationBits other
- * than 0, MidsReserved >= MaximumNumberOfMids, NumberOfExcludedMids > 0 with NULL
- * ExcludedMids, or when MaximumNumberOfMids MIDs could not be in use at once (more than
- * 65536 less the distinct excluded values). The MIDs handed out are the lowest
- * MaximumNumberOfMids values that are not excluded. A zeroed tail behaves as
- * RxCreateMidAtlas. Parameters and ExcludedMids are read only during the call. */
+ * maximum, memory short), ReusePolicy other than RX_MID_REUSE_COMPACT, GenerationBits above
+ * 15, MidsReserved >= MaximumNumberOfMids, NumberOfExcludedMids > 0 with NULL ExcludedMids,
+ * or when MaximumNumberOfMids MIDs could not be in use at once: more than the index space
+ * 2^(16 - G) less the indexes whose every value is excluded (with G = 0: 65536 less the
+ * distinct excluded values). The indexes handed out are the lowest MaximumNumberOfMids ones
+ * not wholly excluded. A zeroed tail behaves as RxCreateMidAtlas. Parameters and ExcludedMids
+ * are read only during the call.
+ *
+ * Generations (G > 0): each time an index is handed out again its generation advances (mod
+ * 2^G, skipping excluded values), so a freed value recurs only after its index was reused
+ * 2^G times (fewer when excluded values skip generations). Until then RxMapMidToContext,
+ * RxMapAndDissociateMidFromContext and RxReassociateMid treat it exactly as a MID not in use.
+ * A value that is not live, used while its index is being handed out again, may map to that
+ * index's previous context only if it is the value the new association will carry - that
+ * is, a value 2^G reuses old: the generations' limit, not a new one. */
 PRX_MID_ATLAS RxCreateMidAtlasEx(const RX_MID_ATLAS_PARAMETERS* Parameters);
 
 /* As RxAssociateContextWithMid, with Flags 0 or RX_MID_USE_RESERVE. Without the flag,

@@ -11,7 +11,7 @@ namespace midatlas::internal {
 
 AtlasCore::AtlasCore(std::uint32_t max_mids, std::uint32_t mids_end, std::uint32_t initial_mids,
                      MidLayout layout, ContextDestructor destructor) noexcept
-    : mids_end_(mids_end),
+    : map_bound_(mids_end),
       leaf_shift_(static_cast<std::uint32_t>(layout.leaf_bits)),
       slot_mask_((1U << layout.leaf_bits) - 1),
       dir_shift_(static_cast<std::uint32_t>(layout.dir_bits)),
@@ -21,6 +21,7 @@ AtlasCore::AtlasCore(std::uint32_t max_mids, std::uint32_t mids_end, std::uint32
       dir_entries_(1U << layout.dir_bits),
       initial_mids_(initial_mids),
       max_mids_(max_mids),
+      mids_end_(mids_end),
       layout_(layout),
       domain_(HazardDomain::Default()),
       destructor_(std::move(destructor)) {
@@ -42,14 +43,21 @@ AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
              std::move(destructor));
 }
 
-AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructor) noexcept {
+AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructor,
+                          AtlasResult* error) noexcept {
+  AtlasResult ignored = AtlasResult::kOk;
+  if (error == nullptr) error = &ignored;
+  *error = AtlasResult::kInvalidArgument;
   const std::uint32_t max_mids = config.max_mids;
   const std::uint32_t initial_mids = config.initial_mids;
+  const std::uint32_t gen_bits = config.generation_bits;
   if (max_mids == 0 || max_mids > kMaxMidsLimit || initial_mids == 0 ||
-      initial_mids > max_mids || config.reserved_mids >= max_mids ||
-      (config.excluded_count != 0 && config.excluded == nullptr)) {
+      initial_mids > max_mids || config.reserved_mids >= max_mids || gen_bits > 15 ||
+      (config.excluded_count != 0 && config.excluded == nullptr) ||
+      max_mids > (1U << (16 - gen_bits))) {
     return nullptr;
   }
+  *error = AtlasResult::kOutOfMemory;
   // EX1: the exclusions sorted and distinct, so that the covered end and each leaf's excluded
   // slots are found by a walk or a binary search.
   std::unique_ptr<Mid[]> sorted;
@@ -62,8 +70,30 @@ AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructo
     distinct = static_cast<std::uint32_t>(
         std::unique(sorted.get(), sorted.get() + config.excluded_count) - sorted.get());
   }
+  // With G > 0 an excluded value is one generation of an index; an index is left out (EX1)
+  // only when every generation of it is excluded (GN3).
+  std::unique_ptr<Mid[]> values;
+  std::uint32_t values_count = 0;
+  if (gen_bits != 0 && distinct != 0) {
+    values = std::move(sorted);
+    values_count = distinct;
+    const std::uint32_t index_mask = (1U << (16 - gen_bits)) - 1;
+    std::unique_ptr<std::uint16_t[]> per_index(new (std::nothrow)
+                                                   std::uint16_t[index_mask + 1]());
+    sorted.reset(new (std::nothrow) Mid[distinct]);
+    if (!per_index || !sorted) return nullptr;
+    distinct = 0;
+    for (std::uint32_t i = 0; i < values_count; ++i) {
+      const std::uint32_t index = values[i] & index_mask;
+      if (++per_index[index] == (1U << gen_bits)) sorted[distinct++] = static_cast<Mid>(index);
+    }
+    std::sort(sorted.get(), sorted.get() + distinct);
+  }
   const std::optional<std::uint32_t> mids_end = CoveredMidsEnd(max_mids, sorted.get(), distinct);
-  if (!mids_end) return nullptr;
+  if (!mids_end || *mids_end > (1U << (16 - gen_bits))) {
+    *error = AtlasResult::kInvalidArgument;
+    return nullptr;
+  }
   const MidLayout layout = LayoutForInitialMids(initial_mids);
   const std::uint32_t dir_entries = 1U << layout.dir_bits;
   static_assert(sizeof(AtlasCore) % alignof(DirectoryMap) == 0, "directory 0 follows the atlas");
@@ -75,10 +105,28 @@ AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructo
       AtlasCore(max_mids, *mids_end, initial_mids, layout, std::move(destructor));
   DirectoryMap::CreateAt(core + 1, 0, dir_entries);
   core->reserved_ = config.reserved_mids;
+  if (gen_bits != 0) {
+    core->gen_bits_ = gen_bits;
+    core->gen_mask_ = (1U << gen_bits) - 1;
+    core->index_bits_ = 16 - gen_bits;
+    core->index_mask_ = (1U << core->index_bits_) - 1;
+    core->map_bound_ = 0;  // every MID carries a generation: Map checks it
+    core->excluded_values_ = std::move(values);
+    core->excluded_values_count_ = values_count;
+    core->states_.reset(new (std::nothrow) Atomic<std::uint32_t>[*mids_end]);
+    if (!core->states_) {
+      Destroy(core);
+      return nullptr;
+    }
+    for (std::uint32_t i = 0; i < *mids_end; ++i) {
+      core->states_[i].store(0, std::memory_order_relaxed);  // unshared until New returns
+    }
+  }
   if (!core->SetExclusions(sorted.get(), distinct) || !core->AllocateInitialMaps()) {
     Destroy(core);
     return nullptr;
   }
+  *error = AtlasResult::kOk;
   return core;
 }
 
@@ -397,9 +445,7 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
   if (dir.InstallLeaf(leaf_index & entry_mask_, fresh)) {  // (atlas:A3)
     // That slot was never on the free stack, so it is ours alone (AC1) and its context is
     // null until this store, which is the association's linearization point.
-    const std::uint32_t slot = fresh->first_usable_slot();
-    fresh->PublishContext(slot, context);  // (atlas:A2)
-    *mid_out = MidOf(leaf_index, slot);
+    *mid_out = PublishAssociation(*fresh, fresh->first_usable_slot(), context);  // (atlas:A2)
     if (fresh->usable_slots() == 1) ClearHintIfFull(*fresh);
     return TakeResult::kTaken;
   }
@@ -424,14 +470,148 @@ AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noe
   void* context = found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
   MIDATLAS_CHAOS_POINT();
-  CountSubordinateFreed();  // (atlas:C2)
-  LeafMap& leaf = *found.leaf;
-  const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
-  if (reserved_ != 0) ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
-  if (free_after == 1) hints_.SetIfClear(leaf_index);                      // (hints:L3)
-  if (free_after == leaf.usable_slots()) OnLeafDrained(*found.dir, leaf);
+  ReleaseSlot(found.dir, *found.leaf, slot);
   *context_out = context;
   return AtlasResult::kOk;
+}
+
+void AtlasCore::ReleaseSlot(DirectoryMap* dir, LeafMap& leaf, std::uint32_t slot) noexcept {
+  if (leaf.index() == 0) {
+    leaf.stack().Push(leaf.links(), slot);                // (stack:S2)
+    if (reserved_ != 0) ReleaseAdmission();               // (atlas:Q2), after the push (RS1)
+    return;
+  }
+  CountSubordinateFreed();  // (atlas:C2)
+  const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
+  if (reserved_ != 0) ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
+  if (free_after == 1) hints_.SetIfClear(leaf.index());                    // (hints:L3)
+  if (free_after == leaf.usable_slots()) OnLeafDrained(*dir, leaf);
+}
+
+// ----------------------------------------------------------------------------------------
+// Generations (G > 0): docs/DESIGN.md 10.3, GN1-GN3.
+
+std::uint32_t AtlasCore::NextGen(std::uint32_t index, std::uint32_t state) const noexcept {
+  const std::uint32_t last = GenOf(state);
+  const Mid* begin = excluded_values_.get();
+  const Mid* end = begin + excluded_values_count_;
+  for (std::uint32_t step = 1; step <= gen_mask_ + 1; ++step) {
+    const std::uint32_t gen = (last + step) & gen_mask_;
+    const auto value = static_cast<Mid>((gen << index_bits_) | index);
+    if (!std::binary_search(begin, end, value)) return gen;
+  }
+  return last;  // unreachable: an index whose every generation is excluded is never taken (GN3)
+}
+
+// The associating thread owns the index between its pop and this store: nothing else writes
+// a state that is not live (GN1), so its own load needs no RMW.
+Mid AtlasCore::PublishGeneration(std::uint32_t index) noexcept {
+  Atomic<std::uint32_t>& state = states_[index];
+  // (atlas:G1) relaxed: only the owner writes a state that is not live, and the pop
+  // (stack:S3) synchronized with the push that ended the previous association.
+  const std::uint32_t gen = NextGen(index, state.load(std::memory_order_relaxed));
+  MIDATLAS_CHAOS_POINT();
+  // (atlas:G2) release: the association's linearization point with G > 0; its context,
+  // stored before (atlas:A2), is visible to whoever sees it live - the dissociate's dead mark
+  // (atlas:G5), the reassociate's count-in (atlas:G7), the iterator (atlas:G9).
+  state.store(EncodeGen(gen) | kLive, std::memory_order_release);
+  return static_cast<Mid>((gen << index_bits_) | index);
+}
+
+std::uint32_t AtlasCore::LoadStateForCas(std::uint32_t index) const noexcept {
+  // (atlas:G4) relaxed: the CAS that follows ((atlas:G5) or (atlas:G7)) validates it.
+  return states_[index].load(std::memory_order_relaxed);
+}
+
+// Map with G > 0 (and, with G = 0, a MID beyond the covered ones). Wait-free: two loads.
+void* AtlasCore::MapBeyondBound(Mid mid) const noexcept {
+  if (states_ == nullptr) return nullptr;
+  const std::uint32_t index = mid & index_mask_;
+  if (index >= mids_end_) return nullptr;
+  // (atlas:M2) acquire: as (atlas:M1), pairs with (atlas:A2)/(atlas:R2); it also orders the
+  // state load after it, so a context published by an association is never checked against
+  // an older state than that association's (atlas:G2).
+  void* context = contexts_[index].load(std::memory_order_acquire);
+  if (context == nullptr) return nullptr;
+  // (atlas:G3) acquire: pairs with (atlas:G2). Linearization point: this load, when it shows
+  // the MID's generation live (the context was the association's then: GN1).
+  const std::uint32_t state = states_[index].load(std::memory_order_acquire);
+  return (state & (kGenField | kLive)) == (EncodeGen(mid >> index_bits_) | kLive) ? context
+                                                                                   : nullptr;
+}
+
+AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexcept {
+  if (states_ == nullptr) return AtlasResult::kInvalidArgument;
+  const std::uint32_t index = mid & index_mask_;
+  if (index >= mids_end_) return AtlasResult::kInvalidArgument;
+  const std::uint32_t leaf_index = index >> leaf_shift_;
+  const std::uint32_t slot = index & slot_mask_;
+  const std::uint32_t want = EncodeGen(mid >> index_bits_) | kLive;
+  Atomic<std::uint32_t>& state_word = states_[index];
+  std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
+  while (true) {
+    if ((state & (kGenField | kLive)) != want) return AtlasResult::kInvalidArgument;
+    // (atlas:G5) acq_rel CAS, the dead mark: this dissociate's linearization point; of racing
+    // dissociates exactly one clears `live` (GN1). Acquire pairs with (atlas:G2).
+    if (state_word.compare_exchange_weak(state, state & ~kLive, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  MIDATLAS_CHAOS_POINT();
+  // Only now is the leaf looked up: the index is held (GN1/GN2) until its push, so the leaf
+  // that holds it stays attached (FS3) and the one-shot protection cannot fail. (A leaf
+  // protected before the RMW could be one detached since, whose range a new leaf now holds.)
+  const RecordLease lease;
+  LeafHazardGuard guard(lease.record());
+  const ProtectedLeaf found =
+      leaf_index == 0 ? ProtectedLeaf{dir0(), leaf0_} : ProtectLeafOnce(guard, leaf_index);
+  MIDATLAS_INVARIANT(found.leaf != nullptr, "GN2", "the leaf of a held index was not attached");
+  // Ours alone now; only reassociates counted in before the mark may still replace it.
+  void* context = found.leaf->TakeContext(slot);  // (atlas:D1)
+  // (atlas:G6) acq_rel: GN2's hand-off. Release passes our take to the reassociate that
+  // pushes; acquire sees the cell writes of those that counted out before.
+  const std::uint32_t before = state_word.fetch_or(kPushPending, std::memory_order_acq_rel);
+  if ((before >> kUsersShift) == 0) ReleaseSlot(found.dir, *found.leaf, slot);
+  *context_out = context;
+  return AtlasResult::kOk;
+}
+
+AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexcept {
+  const std::uint32_t index = mid & index_mask_;
+  if (index >= mids_end_) return AtlasResult::kInvalidArgument;
+  const std::uint32_t leaf_index = index >> leaf_shift_;
+  const std::uint32_t slot = index & slot_mask_;
+  const std::uint32_t want = EncodeGen(mid >> index_bits_) | kLive;
+  Atomic<std::uint32_t>& state_word = states_[index];
+  std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
+  while (true) {
+    if ((state & (kGenField | kLive)) != want) return AtlasResult::kInvalidArgument;
+    // (atlas:G7) acq_rel CAS: counts this reassociate in while the MID's generation is live;
+    // until it counts out, the index is not pushed (GN2), so the cell cannot be reused.
+    if (state_word.compare_exchange_weak(state, state + kUserOne, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  MIDATLAS_CHAOS_POINT();
+  // Only now is the leaf looked up: the index is held (GN1/GN2) until its push, so the leaf
+  // that holds it stays attached (FS3) and the one-shot protection cannot fail. (A leaf
+  // protected before the RMW could be one detached since, whose range a new leaf now holds.)
+  const RecordLease lease;
+  LeafHazardGuard guard(lease.record());
+  const ProtectedLeaf found =
+      leaf_index == 0 ? ProtectedLeaf{dir0(), leaf0_} : ProtectLeafOnce(guard, leaf_index);
+  MIDATLAS_INVARIANT(found.leaf != nullptr, "GN2", "the leaf of a held index was not attached");
+  const bool replaced = found.leaf->ReplaceContext(slot, new_context);  // (atlas:R1)/(atlas:R2)
+  // (atlas:G8) acq_rel: count out. Release passes our CAS to the pusher; acquire, when we are
+  // the last one out after the dissociate's hand-off (atlas:G6), sees its take.
+  const std::uint32_t after =
+      state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
+  if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) {
+    ReleaseSlot(found.dir, *found.leaf, slot);
+  }
+  return replaced ? AtlasResult::kOk : AtlasResult::kInvalidArgument;
 }
 
 // Shrink policy: the lowest drained subordinate leaf stays attached as a spare, so a workload
@@ -502,7 +682,9 @@ void AtlasCore::UnlinkFrozenDirectory(DirectoryMap& dir) noexcept {
 // shows the MID free.
 
 AtlasResult AtlasCore::Reassociate(Mid mid, void* new_context) noexcept {
-  if (new_context == nullptr || mid >= mids_end_) return AtlasResult::kInvalidArgument;
+  if (new_context == nullptr) return AtlasResult::kInvalidArgument;
+  if (states_ != nullptr) return ReassociateGenerational(mid, new_context);
+  if (mid >= mids_end_) return AtlasResult::kInvalidArgument;
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
   if (leaf_index == 0) {
@@ -527,9 +709,16 @@ std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
     const std::uint32_t valid = ValidSlots(leaf_index);
     for (std::uint32_t slot = 0; slot < valid; ++slot) {
       void* context = nullptr;
+      Mid mid = MidOf(leaf_index, slot);
+      if (states_ != nullptr) {
+        // (atlas:G9) acquire: pairs with (atlas:G2); the generation live now (a stale one
+        // only makes the dissociate below answer "not in use", as a racing dissociate would).
+        const std::uint32_t state = states_[mid].load(std::memory_order_acquire);
+        mid = static_cast<Mid>((GenOf(state) << index_bits_) | mid);
+      }
       // Each MID goes through the ordinary dissociate path, so racing dissociates and the
       // shrink policy see nothing special, and no hazard is held while `fn` runs.
-      if (MapAndDissociate(MidOf(leaf_index, slot), &context) == AtlasResult::kOk) {
+      if (MapAndDissociate(mid, &context) == AtlasResult::kOk) {
         fn(context);
         ++removed;
       }
@@ -551,7 +740,8 @@ AtlasStats AtlasCore::stats() const noexcept {
   // Directory 0 shares the atlas's allocation; the walk below counts it with the others.
   // The context region counts the pages attached leaves cover.
   stats.context_bytes = region_.attached_bytes();
-  stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes() + stats.context_bytes;
+  stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes() + stats.context_bytes +
+                         (states_ ? std::size_t{mids_end_} * sizeof(Atomic<std::uint32_t>) : 0);
   ForEachLeaf<WalkMode::kGuarded>(
       [&](std::uint32_t leaf_index, const DirectoryMap* dir, const LeafMap* leaf) {
         if (dir != nullptr && (leaf_index & entry_mask_) == 0) {

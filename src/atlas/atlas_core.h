@@ -9,6 +9,7 @@
 //   (atlas:P1) moves the spare-leaf hint (relaxed CAS)
 //   (atlas:C1)/(atlas:C2)/(atlas:C3) count MIDs held beyond the first map (relaxed)
 //   (atlas:Q1)/(atlas:Q2) admit and release MIDs against the reserve (acq_rel / release)
+//   (atlas:G1)-(atlas:G9), (atlas:M2) the per-index generation states (GN1-GN3)
 #ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
@@ -48,6 +49,9 @@ struct AtlasConfig {
   // Values never handed out: any order, duplicates allowed; read only during New.
   const Mid* excluded = nullptr;
   std::uint32_t excluded_count = 0;
+  // G, 0..15: a MID is gen << (16 - G) | index, and the generation of an index advances each
+  // time it is handed out again (docs/DESIGN.md 10.3).
+  std::uint32_t generation_bits = 0;
 };
 
 // The end of the MID range an atlas covers: the smallest `end` such that [0, end) holds
@@ -62,10 +66,12 @@ class AtlasCore {
   // when memory is short.
   static AtlasCore* New(std::uint32_t max_mids, std::uint32_t initial_mids,
                         ContextDestructor destructor) noexcept;
-  // As above, with reserved capacity and excluded values. Returns nullptr when the config is
-  // not valid (reserved_mids >= max_mids, max_mids MIDs impossible with the exclusions) or
-  // memory is short.
-  static AtlasCore* New(const AtlasConfig& config, ContextDestructor destructor) noexcept;
+  // As above, with reserved capacity, excluded values and generation bits. Returns nullptr
+  // when the config is not valid (*error = kInvalidArgument: reserved_mids >= max_mids,
+  // generation_bits > 15, max_mids MIDs impossible in the index space less the exclusions) or
+  // memory is short (*error = kOutOfMemory).
+  static AtlasCore* New(const AtlasConfig& config, ContextDestructor destructor,
+                        AtlasResult* error = nullptr) noexcept;
   // Hands every remaining context to the destructor given at creation, then frees all maps
   // and the atlas (which shares its allocation with directory 0, see New). Null is a no-op.
   static void Destroy(AtlasCore* core) noexcept;
@@ -84,6 +90,7 @@ class AtlasCore {
   [[nodiscard]] std::uint32_t max_mids() const noexcept { return max_mids_; }
   [[nodiscard]] std::uint32_t initial_mids() const noexcept { return initial_mids_; }
   [[nodiscard]] std::uint32_t reserved_mids() const noexcept { return reserved_; }
+  [[nodiscard]] std::uint32_t generation_bits() const noexcept { return gen_bits_; }
   [[nodiscard]] MidLayout layout() const noexcept { return layout_; }
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;
   [[nodiscard]] AtlasStats stats() const noexcept;
@@ -110,6 +117,41 @@ class AtlasCore {
   ~AtlasCore();
   bool AllocateInitialMaps() noexcept;
   bool SetExclusions(const Mid* sorted, std::uint32_t count) noexcept;
+
+  // --- Generations (G > 0, docs/DESIGN.md 10.3). A state word per index:
+  //   bits 0-14  the generation of the index's last association, encoded as gen + 1 mod 2^G
+  //              (so the zeroed word of a fresh index hands out generation 0 first)
+  //   bit 15     live: the association is in use (GN1)
+  //   bit 16     the dissociate has taken the context; the push is left to the last
+  //              reassociate still counted in (GN2)
+  //   bits 17-31 reassociates counted in
+  static constexpr std::uint32_t kLive = 1U << 15;
+  static constexpr std::uint32_t kPushPending = 1U << 16;
+  static constexpr std::uint32_t kUsersShift = 17;
+  static constexpr std::uint32_t kUserOne = 1U << kUsersShift;
+  static constexpr std::uint32_t kGenField = kLive - 1;
+  [[nodiscard]] std::uint32_t EncodeGen(std::uint32_t gen) const noexcept {
+    return (gen + 1) & gen_mask_;
+  }
+  [[nodiscard]] std::uint32_t GenOf(std::uint32_t state) const noexcept {
+    return ((state & kGenField) + gen_mask_) & gen_mask_;
+  }
+  [[nodiscard]] std::uint32_t NextGen(std::uint32_t index, std::uint32_t state) const noexcept;
+  Mid PublishGeneration(std::uint32_t index) noexcept;
+  [[nodiscard]] std::uint32_t LoadStateForCas(std::uint32_t index) const noexcept;
+  [[nodiscard]] void* MapBeyondBound(Mid mid) const noexcept;
+  AtlasResult DissociateBeyondBound(Mid mid, void** context_out) noexcept;
+  AtlasResult ReassociateGenerational(Mid mid, void* new_context) noexcept;
+  // The slot of a MID just freed goes back to its leaf's free stack, with the bookkeeping
+  // every dissociate does (counts, hints, the shrink policy, the admission).
+  void ReleaseSlot(DirectoryMap* dir, LeafMap& leaf, std::uint32_t slot) noexcept;
+  // The context is published; returns the MID (with G > 0, after the state goes live).
+  Mid PublishAssociation(LeafMap& leaf, std::uint32_t slot, void* context) noexcept {
+    leaf.PublishContext(slot, context);  // (atlas:A2)
+    const std::uint32_t index = (leaf.index() << leaf_shift_) | slot;
+    if (states_ == nullptr) [[likely]] return static_cast<Mid>(index);
+    return PublishGeneration(index);
+  }
 
   [[nodiscard]] Mid MidOf(std::uint32_t leaf, std::uint32_t slot) const noexcept {
     return static_cast<Mid>((leaf << leaf_shift_) | slot);
@@ -170,11 +212,14 @@ class AtlasCore {
   void CountLeafOut(DirectoryMap& dir) noexcept;
 
   // --- Immutable after construction; everything Map reads sits in the first cache line. ---
-  // MIDs [0, mids_end_) exist: max_mids_ of them plus the excluded ones below (EX1).
-  std::uint32_t mids_end_;
+  // MIDs below this map straight to their cell: mids_end_ with G = 0, none with G > 0 (whose
+  // MIDs carry a generation), so either way Map's hot path is one compare.
+  std::uint32_t map_bound_ = 0;
   Atomic<void*>* contexts_ = nullptr;  // region_.cells(): the context of every MID
   // 0: no reserve, and Associate and MapAndDissociate never touch admitted_ (one branch).
   std::uint32_t reserved_ = 0;
+  // G > 0 only (else null, tested once by Associate on this line): the state of every index.
+  std::unique_ptr<Atomic<std::uint32_t>[]> states_;
   std::uint32_t leaf_shift_;  // == layout_.leaf_bits
   std::uint32_t slot_mask_;
   std::uint32_t dir_shift_;   // == layout_.dir_bits
@@ -195,6 +240,15 @@ class AtlasCore {
   std::uint32_t dir_entries_;
   std::uint32_t initial_mids_;
   std::uint32_t max_mids_;
+  // Indexes [0, mids_end_) exist: max_mids_ of them plus the excluded ones below (EX1).
+  std::uint32_t mids_end_;
+  // G > 0 only (else null and 0): the excluded MID values (sorted, distinct) NextGen skips.
+  std::unique_ptr<Mid[]> excluded_values_;
+  std::uint32_t excluded_values_count_ = 0;
+  std::uint32_t gen_bits_ = 0;
+  std::uint32_t gen_mask_ = 0;
+  std::uint32_t index_bits_ = 16;
+  std::uint32_t index_mask_ = 0xFFFF;
   MidLayout layout_;
   // EX1: the excluded values below mids_end_, sorted and distinct (null when none).
   std::unique_ptr<std::uint32_t[]> excluded_;
@@ -235,7 +289,7 @@ inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardSlot& guard,
 // ContextRegion, so no map is walked and nothing is protected (context_region.h says why a
 // context read while its page is returned is still right). Linearization point: the load.
 inline void* AtlasCore::Map(Mid mid) const noexcept {
-  if (mid >= mids_end_) return nullptr;
+  if (mid >= map_bound_) [[unlikely]] return MapBeyondBound(mid);
   // (atlas:M1) acquire: pairs with (atlas:A2)/(atlas:R2), so whatever the associating thread
   // wrote into the context before associating is visible to the mapper.
   return contexts_[mid].load(std::memory_order_acquire);
@@ -261,8 +315,7 @@ inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) 
   MIDATLAS_CHAOS_POINT();
   if (leaf.index() != 0) CountSubordinateTaken();  // (atlas:C1)
   // AC1: a slot on the free stack holds null, so until this store Map returns null for it.
-  leaf.PublishContext(popped.index, context);  // (atlas:A2)
-  *mid_out = MidOf(leaf.index(), popped.index);
+  *mid_out = PublishAssociation(leaf, popped.index, context);  // (atlas:A2)
   if (popped.free_after == 0 && leaf.index() != 0) [[unlikely]] ClearHintIfFull(leaf);
   return true;
 }
@@ -272,7 +325,7 @@ inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) 
 inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out) noexcept {
   if (context_out == nullptr) [[unlikely]] return AtlasResult::kInvalidArgument;
   *context_out = nullptr;
-  if (mid >= mids_end_) [[unlikely]] return AtlasResult::kInvalidArgument;
+  if (mid >= map_bound_) [[unlikely]] return DissociateBeyondBound(mid, context_out);
   if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
   void* context = leaf0_->TakeContext(mid);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;

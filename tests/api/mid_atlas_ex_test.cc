@@ -84,6 +84,45 @@ TEST(MidAtlasEx, BothAssociateOverloadsObeyTheReserve) {
   EXPECT_TRUE(atlas->Associate(Ctx(8), {.use_reserve = true}).ok());
 }
 
+TEST(MidAtlasEx, GenerationBits) {
+  absl::StatusOr<MidAtlas> bad =
+      MidAtlas::Create({.max_mids = 4097, .initial_mids = 1, .generation_bits = 4});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_NE(std::string(bad.status().message()).find("generation_bits"), std::string::npos);
+  bad = MidAtlas::Create({.max_mids = 1, .initial_mids = 1, .generation_bits = 16});
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  absl::StatusOr<MidAtlas> atlas =
+      MidAtlas::Create({.max_mids = 4096, .initial_mids = 16, .generation_bits = 4});
+  ASSERT_TRUE(atlas.ok());
+  EXPECT_EQ(atlas->generation_bits(), 4U);
+  absl::StatusOr<Mid> first = atlas->Associate(Ctx(1));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(atlas->MapAndDissociate(*first).ok());
+  absl::StatusOr<Mid> second = atlas->Associate(Ctx(2));
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, *first + 0x1000) << "same index, next generation";
+  EXPECT_EQ(atlas->Map(*first), nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(atlas->MapAndDissociate(*first).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(atlas->Reassociate(*first, Ctx(3))));
+  EXPECT_EQ(atlas->Map(*second), Ctx(2));
+  // An index whose every generation is excluded leaves no room for the 4096th MID.
+  std::vector<Mid> every_generation;
+  for (Mid gen = 0; gen < 16; ++gen) every_generation.push_back(static_cast<Mid>(gen << 12 | 9));
+  bad = MidAtlas::Create({.max_mids = 4096,
+                          .initial_mids = 16,
+                          .excluded_mids = every_generation,
+                          .generation_bits = 4});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_NE(std::string(bad.status().message()).find("excluded"), std::string::npos);
+  EXPECT_TRUE(MidAtlas::Create({.max_mids = 4095,
+                                .initial_mids = 16,
+                                .excluded_mids = every_generation,
+                                .generation_bits = 4})
+                  .ok());
+}
+
 TEST(MidAtlasEx, DefaultsChangeNothing) {
   absl::StatusOr<MidAtlas> atlas = MidAtlas::Create({.max_mids = 20, .initial_mids = 1});
   ASSERT_TRUE(atlas.ok());

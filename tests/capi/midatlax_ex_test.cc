@@ -75,11 +75,16 @@ TEST(CreateEx, OnlyTheCompactPolicyIsAccepted) {
   }
 }
 
-TEST(CreateEx, GenerationBitsOtherThanZeroAreRefused) {
-  for (int bits = 1; bits <= 255; ++bits) {
+TEST(CreateEx, GenerationBitsAbove15OrAMaximumBeyondTheIndexSpaceGiveNull) {
+  for (int bits = 0; bits <= 255; ++bits) {
     RX_MID_ATLAS_PARAMETERS p = Params(100, 50);
     p.GenerationBits = static_cast<UCHAR>(bits);
-    EXPECT_EQ(Create(p), nullptr) << bits;
+    // 100 MIDs need 7 index bits: G <= 9.
+    if (bits <= 9) {
+      EXPECT_NE(Create(p), nullptr) << bits;
+    } else {
+      EXPECT_EQ(Create(p), nullptr) << bits;
+    }
   }
 }
 

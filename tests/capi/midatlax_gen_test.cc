@@ -54,7 +54,9 @@ TEST(Generations, MaximumAtMostTheIndexSpace) {
     const std::uint32_t space = 1U << (16 - bits);
     const auto max = static_cast<USHORT>(space > 65535 ? 65535 : space);
     EXPECT_NE(Create(max, 1, bits), nullptr) << bits;
-    if (space < 65535) EXPECT_EQ(Create(static_cast<USHORT>(space + 1), 1, bits), nullptr);
+    if (space < 65535) {
+      EXPECT_EQ(Create(static_cast<USHORT>(space + 1), 1, bits), nullptr);
+    }
   }
   EXPECT_EQ(Create(1, 1, 16), nullptr);
   EXPECT_EQ(Create(1, 1, 255), nullptr);
@@ -256,6 +258,72 @@ TEST(Generations, StaleResponsesRacingWithReuse) {
   for (std::size_t t = kWorkers; t < threads.size(); ++t) threads[t].join();
   EXPECT_EQ(stale_hits.load(), 0);
   EXPECT_EQ(RxGetNumberOfMidsInUse(atlas.get()), 0);
+}
+
+// A final response (MapAndDissociate) racing with a Reassociate of the same live MID, round
+// after round on one index. Exactly one outcome each time: the reassociate succeeded exactly
+// when the dissociate returned its new context (it can only have replaced it before the take,
+// GN2), and the index is always pushed back exactly once, by whichever finished last.
+TEST(Generations, DissociateRacingWithReassociateOfTheSameMid) {
+  constexpr int kRounds = 3000;
+  AtlasPtr atlas = Create(2, 2, 8);
+  ASSERT_NE(atlas, nullptr);
+  std::atomic<int> round{0};        // (test) seq_cst: the round the helpers may play
+  std::atomic<int> finished{0};     // (test) seq_cst: helpers done with the current round
+  std::atomic<std::uint32_t> current{0};
+  std::atomic<NTSTATUS> dissociated{0};
+  std::atomic<void*> taken{nullptr};
+  std::atomic<NTSTATUS> reassociated{0};
+  auto wait_for = [&](int r) {
+    while (round.load() < r) std::this_thread::yield();
+  };
+  std::thread dissociator([&] {
+    for (int r = 1; r <= kRounds; ++r) {
+      wait_for(r);
+      void* out = nullptr;
+      dissociated.store(RxMapAndDissociateMidFromContext(
+          atlas.get(), static_cast<USHORT>(current.load()), &out));
+      taken.store(out);
+      finished.fetch_add(1);
+    }
+  });
+  std::thread reassociator([&] {
+    for (int r = 1; r <= kRounds; ++r) {
+      wait_for(r);
+      reassociated.store(
+          RxReassociateMid(atlas.get(), static_cast<USHORT>(current.load()), Ctx(2 * r + 1)));
+      finished.fetch_add(1);
+    }
+  });
+  int replaced = 0;
+  for (int r = 1; r <= kRounds; ++r) {
+    USHORT mid = 0;
+    ASSERT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(2 * r), 0, &mid), STATUS_SUCCESS);
+    current.store(mid);
+    finished.store(0);
+    round.store(r);
+    while (finished.load() < 2) std::this_thread::yield();
+    ASSERT_EQ(dissociated.load(), STATUS_SUCCESS);
+    if (reassociated.load() == STATUS_SUCCESS) {
+      ++replaced;
+      ASSERT_EQ(taken.load(), Ctx(2 * r + 1)) << r;
+    } else {
+      ASSERT_EQ(reassociated.load(), STATUS_INVALID_PARAMETER);
+      ASSERT_EQ(taken.load(), Ctx(2 * r)) << r;
+    }
+    ASSERT_EQ(RxGetNumberOfMidsInUse(atlas.get()), 0) << "the index went back exactly once";
+  }
+  dissociator.join();
+  reassociator.join();
+  // Both MIDs can still be taken, and no more: nothing was pushed twice or lost.
+  USHORT a = 0;
+  USHORT b = 0;
+  USHORT c = 0;
+  EXPECT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(1), 0, &a), STATUS_SUCCESS);
+  EXPECT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(3), 0, &b), STATUS_SUCCESS);
+  EXPECT_NE(a & 0xFF, b & 0xFF);
+  EXPECT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(5), 0, &c), STATUS_UNSUCCESSFUL);
+  RecordProperty("replaced", replaced);
 }
 
 }  // namespace
