@@ -436,9 +436,9 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
     CountLeafOut(dir);
     return TakeResult::kOutOfMemory;
   }
-  // The new leaf's first usable slot (slot 0 unless excluded, EX1) is ours from the start, and our MID keeps the leaf from being frozen
-  // (FS3) - but a racing dissociate of that MID could drain and retire it as soon as it is
-  // visible, so protect it before it is.
+  // The new leaf's first usable slot (slot 0 unless excluded, EX1) is ours from the start,
+  // and our MID keeps the leaf from being frozen (FS3) - but a racing dissociate of that MID
+  // could drain and retire it as soon as it is visible, so protect it before it is.
   guard.ProtectUnshared(fresh);
   MIDATLAS_CHAOS_POINT();
   CountSubordinateTaken();  // (atlas:C1), before our context is published
@@ -536,8 +536,8 @@ void* AtlasCore::MapBeyondBound(Mid mid) const noexcept {
   // (atlas:G3) acquire: pairs with (atlas:G2). Linearization point: this load, when it shows
   // the MID's generation live (the context was the association's then: GN1).
   const std::uint32_t state = states_[index].load(std::memory_order_acquire);
-  return (state & (kGenField | kLive)) == (EncodeGen(mid >> index_bits_) | kLive) ? context
-                                                                                   : nullptr;
+  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
+  return (state & (kGenField | kLive)) == want ? context : nullptr;
 }
 
 AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexcept {
@@ -546,7 +546,7 @@ AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexce
   if (index >= mids_end_) return AtlasResult::kInvalidArgument;
   const std::uint32_t leaf_index = index >> leaf_shift_;
   const std::uint32_t slot = index & slot_mask_;
-  const std::uint32_t want = EncodeGen(mid >> index_bits_) | kLive;
+  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
   Atomic<std::uint32_t>& state_word = states_[index];
   std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
   while (true) {
@@ -582,7 +582,7 @@ AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexc
   if (index >= mids_end_) return AtlasResult::kInvalidArgument;
   const std::uint32_t leaf_index = index >> leaf_shift_;
   const std::uint32_t slot = index & slot_mask_;
-  const std::uint32_t want = EncodeGen(mid >> index_bits_) | kLive;
+  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
   Atomic<std::uint32_t>& state_word = states_[index];
   std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
   while (true) {

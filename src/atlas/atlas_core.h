@@ -158,7 +158,8 @@ class AtlasCore {
   }
   [[nodiscard]] std::uint32_t ValidSlots(std::uint32_t leaf) const noexcept;
   // The excluded slots of a leaf (EX1), as MIDs, sorted: [first, last).
-  [[nodiscard]] std::pair<const std::uint32_t*, const std::uint32_t*> ExcludedIn(std::uint32_t leaf) const noexcept;
+  [[nodiscard]] std::pair<const std::uint32_t*, const std::uint32_t*> ExcludedIn(
+      std::uint32_t leaf) const noexcept;
   // Slots of a leaf that can ever be held: the valid ones less the excluded ones.
   [[nodiscard]] std::uint32_t UsableSlots(std::uint32_t leaf) const noexcept;
   LeafMap* CreateLeaf(std::uint32_t leaf_index, std::uint64_t serial, bool first_held) noexcept;

@@ -59,9 +59,10 @@ class alignas(64) LeafMap : public Retirable {
   // Allocates a leaf whose slots [0, valid_slots) exist, their contexts being
   // contexts[0, valid_slots) (the leaf's range of the ContextRegion, all null). The slots s
   // with s + excluded_base in [excluded, excluded_end) (sorted, distinct: the excluded MIDs
-  // of the leaf, excluded_base being its first MID) are never on the free stack (EX1). With `first_slot_held`, the lowest slot that is not excluded is handed to the
-  // caller already held (first_usable_slot()) and the other usable slots are on the free
-  // stack; else every usable slot is. Returns nullptr when memory is short.
+  // of the leaf, excluded_base being its first MID) are never on the free stack (EX1). With
+  // `first_slot_held`, the lowest slot that is not excluded is handed to the caller already
+  // held (first_usable_slot()) and the other usable slots are on the free stack; else every
+  // usable slot is. Returns nullptr when memory is short.
   // `serial` names this leaf object among every leaf its atlas ever creates (AC6's key).
   static LeafMap* Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
                          std::uint64_t serial, Atomic<void*>* contexts, bool first_slot_held,

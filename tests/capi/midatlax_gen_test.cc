@@ -243,8 +243,8 @@ TEST(Generations, StaleResponsesRacingWithReuse) {
         void* out = Ctx(1);
         if (RxMapMidToContext(atlas.get(), mid) != nullptr) stale_hits.fetch_add(1);
         if (s == 0) {
-          if (RxMapAndDissociateMidFromContext(atlas.get(), mid, &out) != STATUS_INVALID_PARAMETER ||
-              out != nullptr) {
+          const NTSTATUS status = RxMapAndDissociateMidFromContext(atlas.get(), mid, &out);
+          if (status != STATUS_INVALID_PARAMETER || out != nullptr) {
             stale_hits.fetch_add(1);
           }
         } else if (RxReassociateMid(atlas.get(), mid, Ctx(1)) != STATUS_INVALID_PARAMETER) {
