@@ -326,4 +326,40 @@ TEST(Generations, DissociateRacingWithReassociateOfTheSameMid) {
   RecordProperty("replaced", replaced);
 }
 
+// The reserve with generations: the generational dissociate (and iterate-and-remove) give
+// their admissions back like the others, round after round.
+TEST(Generations, TheReserveHoldsWithGenerations) {
+  RX_MID_ATLAS_PARAMETERS p{};
+  p.MaximumNumberOfMids = 8;
+  p.MidsAllocatedAtStart = 1;
+  p.GenerationBits = 4;
+  p.MidsReserved = 2;
+  AtlasPtr atlas(RxCreateMidAtlasEx(&p));
+  ASSERT_NE(atlas, nullptr);
+  for (int round = 0; round < 40; ++round) {
+    std::vector<USHORT> held;
+    USHORT mid = 0;
+    for (int i = 0; i < 6; ++i) {
+      ASSERT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(i + 1), 0, &mid), STATUS_SUCCESS);
+      held.push_back(mid);
+    }
+    ASSERT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(9), 0, &mid), STATUS_UNSUCCESSFUL);
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(7 + i), RX_MID_USE_RESERVE, &mid),
+                STATUS_SUCCESS);
+      held.push_back(mid);
+    }
+    ASSERT_EQ(RxAssociateContextWithMidEx(atlas.get(), Ctx(9), RX_MID_USE_RESERVE, &mid),
+              STATUS_UNSUCCESSFUL);
+    if (round % 2 == 0) {
+      RxIterateMidAtlasAndRemove(atlas.get(), [](PVOID) {});
+    } else {
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        Dissociate(atlas.get(), held[i], Ctx(i + 1));
+      }
+    }
+    ASSERT_EQ(RxGetNumberOfMidsInUse(atlas.get()), 0);
+  }
+}
+
 }  // namespace
