@@ -91,7 +91,7 @@ using ContextDestructor = std::function<void(void*)>;
 
 struct AtlasOptions {
   // Most MIDs in use at once (RDBSS MaximumNumberOfMids), 1..65535. MIDs handed out are
-  // always below this value.
+  // always below this value, unless excluded_mids or generation_bits say otherwise (below).
   std::uint32_t max_mids = kMaxMidsLimit;
   // MIDs the first map holds (RDBSS MidsAllocatedAtStart), 1..max_mids. Decides the width of
   // the low MID field and the memory allocated at creation; never the maximum.
