@@ -68,6 +68,7 @@
 #include <functional>
 #include <new>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -90,13 +91,33 @@ using ContextDestructor = std::function<void(void*)>;
 
 struct AtlasOptions {
   // Most MIDs in use at once (RDBSS MaximumNumberOfMids), 1..65535. MIDs handed out are
-  // always below this value.
+  // always below this value, unless excluded_mids or generation_bits say otherwise (below).
   std::uint32_t max_mids = kMaxMidsLimit;
   // MIDs the first map holds (RDBSS MidsAllocatedAtStart), 1..max_mids. Decides the width of
   // the low MID field and the memory allocated at creation; never the maximum.
   std::uint32_t initial_mids = 50;
   // Receives every context still associated when the atlas is destroyed, once per association.
   ContextDestructor context_destructor{};
+  // Of max_mids, how many only Associate(context, {.use_reserve = true}) may take: capacity
+  // kept for requests that must not be refused (a cancel, an echo). 0..max_mids-1.
+  std::uint32_t reserved_mids = 0;
+  // Values never handed out (SMB1's 0 and 0xFFFF, 9P's NOTAG), any order, duplicates allowed.
+  // The MIDs handed out are then the lowest max_mids values that are not excluded, so
+  // max_mids may be at most 65536 less the distinct excluded values.
+  std::vector<Mid> excluded_mids{};
+  // G, 0..15, for stale-response protection: a MID is gen << (16 - G) | index, and each time
+  // an index is handed out again its generation advances (mod 2^G, skipping excluded values),
+  // so a freed value recurs only after its index was reused 2^G times; until then Map,
+  // MapAndDissociate and Reassociate treat it as a MID not in use. max_mids must be at most
+  // 2^(16 - G). An excluded value is one generation of an index; an index whose every
+  // generation is excluded is never used.
+  std::uint32_t generation_bits = 0;
+};
+
+// How one association may take a MID.
+struct AssociateOptions {
+  // May take the reserved capacity (AtlasOptions::reserved_mids).
+  bool use_reserve = false;
 };
 
 // Widths of the three MID fields, low to high (see the diagram above).
@@ -144,7 +165,10 @@ struct FrontEndAccess;  // the C front ends' view of the core (src/capi/handles.
 class MidAtlas {
  public:
   // Validates `options` (InvalidArgument for max_mids outside 1..65535, initial_mids outside
-  // 1..max_mids) and allocates the first maps; memory is proportional to initial_mids.
+  // 1..max_mids, reserved_mids >= max_mids, generation_bits above 15, max_mids above the
+  // index space 2^(16 - generation_bits) less the indexes the exclusions take) and allocates
+  // the first maps; memory is proportional to initial_mids (with generation_bits > 0, plus 4
+  // bytes per index).
   static absl::StatusOr<MidAtlas> Create(AtlasOptions options);
 
   MidAtlas(MidAtlas&& other) noexcept : core_(other.core_) { other.core_ = nullptr; }
@@ -159,6 +183,10 @@ class MidAtlas {
   // association holds. InvalidArgument for a null context; Unavailable when max_mids MIDs
   // are in use; ResourceExhausted when growth could not allocate.
   absl::StatusOr<Mid> Associate(void* context) noexcept;
+  // As above; without options.use_reserve, Unavailable once max_mids - reserved_mids MIDs are
+  // held (so also for the overload above), with it once max_mids are. Neither limit is
+  // exceeded even for an instant under races.
+  absl::StatusOr<Mid> Associate(void* context, AssociateOptions options) noexcept;
 
   // The context associated with `mid`, or nullptr when `mid` is not in use (never handed
   // out, already dissociated, or >= max_mids). Wait-free.
@@ -179,6 +207,8 @@ class MidAtlas {
 
   [[nodiscard]] std::uint32_t max_mids() const noexcept;
   [[nodiscard]] std::uint32_t initial_mids() const noexcept;
+  [[nodiscard]] std::uint32_t reserved_mids() const noexcept;
+  [[nodiscard]] std::uint32_t generation_bits() const noexcept;
   [[nodiscard]] MidLayout layout() const noexcept;
   // MIDs held, counting associations and dissociations still in progress.
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;

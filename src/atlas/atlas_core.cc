@@ -9,25 +9,91 @@
 
 namespace midatlas::internal {
 
-AtlasCore::AtlasCore(std::uint32_t max_mids, std::uint32_t initial_mids, MidLayout layout,
-                     ContextDestructor destructor) noexcept
-    : max_mids_(max_mids),
+AtlasCore::AtlasCore(std::uint32_t max_mids, std::uint32_t mids_end, std::uint32_t initial_mids,
+                     MidLayout layout, ContextDestructor destructor) noexcept
+    : map_bound_(mids_end),
       leaf_shift_(static_cast<std::uint32_t>(layout.leaf_bits)),
       slot_mask_((1U << layout.leaf_bits) - 1),
       dir_shift_(static_cast<std::uint32_t>(layout.dir_bits)),
       entry_mask_((1U << layout.dir_bits) - 1),
-      leaf_count_((max_mids + (1U << layout.leaf_bits) - 1) >> layout.leaf_bits),
+      leaf_count_((mids_end + (1U << layout.leaf_bits) - 1) >> layout.leaf_bits),
       leaf_capacity_(1U << layout.leaf_bits),
       dir_entries_(1U << layout.dir_bits),
       initial_mids_(initial_mids),
+      max_mids_(max_mids),
+      mids_end_(mids_end),
       layout_(layout),
       domain_(HazardDomain::Default()),
       destructor_(std::move(destructor)) {
   dir_count_ = (leaf_count_ + dir_entries_ - 1) >> dir_shift_;
 }
 
+std::optional<std::uint32_t> CoveredMidsEnd(std::uint32_t max_mids, const Mid* excluded,
+                                            std::uint32_t excluded_count) noexcept {
+  // Walk the sorted exclusions: each one below the end found so far pushes it up by one.
+  std::uint32_t end = max_mids;
+  for (std::uint32_t i = 0; i < excluded_count && excluded[i] < end; ++i) ++end;
+  if (end > kMaxMidsLimit + 1) return std::nullopt;
+  return end;
+}
+
 AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
                           ContextDestructor destructor) noexcept {
+  return New(AtlasConfig{.max_mids = max_mids, .initial_mids = initial_mids},
+             std::move(destructor));
+}
+
+AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructor,
+                          AtlasResult* error) noexcept {
+  AtlasResult ignored = AtlasResult::kOk;
+  if (error == nullptr) error = &ignored;
+  *error = AtlasResult::kInvalidArgument;
+  const std::uint32_t max_mids = config.max_mids;
+  const std::uint32_t initial_mids = config.initial_mids;
+  const std::uint32_t gen_bits = config.generation_bits;
+  if (max_mids == 0 || max_mids > kMaxMidsLimit || initial_mids == 0 ||
+      initial_mids > max_mids || config.reserved_mids >= max_mids || gen_bits > 15 ||
+      (config.excluded_count != 0 && config.excluded == nullptr) ||
+      max_mids > (1U << (16 - gen_bits))) {
+    return nullptr;
+  }
+  *error = AtlasResult::kOutOfMemory;
+  // EX1: the exclusions sorted and distinct, so that the covered end and each leaf's excluded
+  // slots are found by a walk or a binary search.
+  std::unique_ptr<Mid[]> sorted;
+  std::uint32_t distinct = 0;
+  if (config.excluded_count != 0) {
+    sorted.reset(new (std::nothrow) Mid[config.excluded_count]);
+    if (!sorted) return nullptr;
+    std::copy_n(config.excluded, config.excluded_count, sorted.get());
+    std::sort(sorted.get(), sorted.get() + config.excluded_count);
+    distinct = static_cast<std::uint32_t>(
+        std::unique(sorted.get(), sorted.get() + config.excluded_count) - sorted.get());
+  }
+  // With G > 0 an excluded value is one generation of an index; an index is left out (EX1)
+  // only when every generation of it is excluded (GN3).
+  std::unique_ptr<Mid[]> values;
+  std::uint32_t values_count = 0;
+  if (gen_bits != 0 && distinct != 0) {
+    values = std::move(sorted);
+    values_count = distinct;
+    const std::uint32_t index_mask = (1U << (16 - gen_bits)) - 1;
+    std::unique_ptr<std::uint16_t[]> per_index(new (std::nothrow)
+                                                   std::uint16_t[index_mask + 1]());
+    sorted.reset(new (std::nothrow) Mid[distinct]);
+    if (!per_index || !sorted) return nullptr;
+    distinct = 0;
+    for (std::uint32_t i = 0; i < values_count; ++i) {
+      const std::uint32_t index = values[i] & index_mask;
+      if (++per_index[index] == (1U << gen_bits)) sorted[distinct++] = static_cast<Mid>(index);
+    }
+    std::sort(sorted.get(), sorted.get() + distinct);
+  }
+  const std::optional<std::uint32_t> mids_end = CoveredMidsEnd(max_mids, sorted.get(), distinct);
+  if (!mids_end || *mids_end > (1U << (16 - gen_bits))) {
+    *error = AtlasResult::kInvalidArgument;
+    return nullptr;
+  }
   const MidLayout layout = LayoutForInitialMids(initial_mids);
   const std::uint32_t dir_entries = 1U << layout.dir_bits;
   static_assert(sizeof(AtlasCore) % alignof(DirectoryMap) == 0, "directory 0 follows the atlas");
@@ -35,12 +101,32 @@ AtlasCore* AtlasCore::New(std::uint32_t max_mids, std::uint32_t initial_mids,
   void* memory = ::operator new(sizeof(AtlasCore) + DirectoryMap::AllocationSize(dir_entries),
                                 std::align_val_t{alignof(AtlasCore)}, std::nothrow);
   if (memory == nullptr) return nullptr;
-  auto* core = new (memory) AtlasCore(max_mids, initial_mids, layout, std::move(destructor));
+  auto* core = new (memory)
+      AtlasCore(max_mids, *mids_end, initial_mids, layout, std::move(destructor));
   DirectoryMap::CreateAt(core + 1, 0, dir_entries);
-  if (!core->AllocateInitialMaps()) {
+  core->reserved_ = config.reserved_mids;
+  if (gen_bits != 0) {
+    core->gen_bits_ = gen_bits;
+    core->gen_mask_ = (1U << gen_bits) - 1;
+    core->index_bits_ = 16 - gen_bits;
+    core->index_mask_ = (1U << core->index_bits_) - 1;
+    core->map_bound_ = 0;  // every MID carries a generation: Map checks it
+    core->excluded_values_ = std::move(values);
+    core->excluded_values_count_ = values_count;
+    core->states_.reset(new (std::nothrow) Atomic<std::uint32_t>[*mids_end]);
+    if (!core->states_) {
+      Destroy(core);
+      return nullptr;
+    }
+    for (std::uint32_t i = 0; i < *mids_end; ++i) {
+      core->states_[i].store(0, std::memory_order_relaxed);  // unshared until New returns
+    }
+  }
+  if (!core->SetExclusions(sorted.get(), distinct) || !core->AllocateInitialMaps()) {
     Destroy(core);
     return nullptr;
   }
+  *error = AtlasResult::kOk;
   return core;
 }
 
@@ -50,12 +136,30 @@ void AtlasCore::Destroy(AtlasCore* core) noexcept {
   ::operator delete(static_cast<void*>(core), std::align_val_t{alignof(AtlasCore)});
 }
 
+bool AtlasCore::SetExclusions(const Mid* sorted, std::uint32_t count) noexcept {
+  // Only the exclusions below the covered end matter: no MID at or above it exists.
+  while (count != 0 && sorted[count - 1] >= mids_end_) --count;
+  if (count == 0) return true;
+  excluded_.reset(new (std::nothrow) std::uint32_t[count]);
+  if (!excluded_) return false;
+  std::copy_n(sorted, count, excluded_.get());
+  excluded_count_ = count;
+  return true;
+}
+
 bool AtlasCore::AllocateInitialMaps() noexcept {
   if (!hints_.Init(leaf_count_)) return false;
-  if (!region_.Init(max_mids_)) return false;
+  // EX1: a leaf whose every slot is excluded can never hold a MID, so it is never hinted,
+  // never grown, and the all-in-use collect (AC6) passes over it.
+  if (excluded_count_ != 0) {
+    for (std::uint32_t leaf = 1; leaf < leaf_count_; ++leaf) {
+      if (UsableSlots(leaf) == 0) hints_.Clear(leaf);  // unshared until New returns
+    }
+  }
+  if (!region_.Init(mids_end_)) return false;
   contexts_ = region_.cells();
   root_[0].store(dir0(), std::memory_order_relaxed);  // unshared until New returns
-  leaf0_ = LeafMap::Create(0, leaf_capacity_, ValidSlots(0), 0, contexts_, false);
+  leaf0_ = CreateLeaf(0, 0, false);
   if (leaf0_ == nullptr) return false;
   region_.CountLeafIn(0, ValidSlots(0));  // for good, as leaf 0 (AC2)
   // AC2: leaf 0 and directory 0 are counted in for good, so neither is ever frozen.
@@ -123,7 +227,30 @@ AtlasCore::~AtlasCore() {
 }
 
 std::uint32_t AtlasCore::ValidSlots(std::uint32_t leaf) const noexcept {
-  return std::min(leaf_capacity_, max_mids_ - (leaf << leaf_shift_));
+  return std::min(leaf_capacity_, mids_end_ - (leaf << leaf_shift_));
+}
+
+std::pair<const std::uint32_t*, const std::uint32_t*> AtlasCore::ExcludedIn(
+    std::uint32_t leaf) const noexcept {
+  const std::uint32_t* begin = excluded_.get();
+  const std::uint32_t* end = begin + excluded_count_;
+  const std::uint32_t first_mid = leaf << leaf_shift_;
+  const std::uint32_t* lo = std::lower_bound(begin, end, first_mid);
+  const std::uint32_t* hi = std::lower_bound(lo, end, first_mid + ValidSlots(leaf));
+  return {lo, hi};
+}
+
+std::uint32_t AtlasCore::UsableSlots(std::uint32_t leaf) const noexcept {
+  const auto [lo, hi] = ExcludedIn(leaf);
+  return ValidSlots(leaf) - static_cast<std::uint32_t>(hi - lo);
+}
+
+LeafMap* AtlasCore::CreateLeaf(std::uint32_t leaf_index, std::uint64_t serial,
+                               bool first_held) noexcept {
+  const std::uint32_t first_mid = leaf_index << leaf_shift_;
+  const auto [lo, hi] = ExcludedIn(leaf_index);
+  return LeafMap::Create(leaf_index, leaf_capacity_, ValidSlots(leaf_index), serial,
+                         contexts_ + first_mid, first_held, lo, hi, first_mid);
 }
 
 bool AtlasCore::LeafAttached(std::uint32_t leaf_index) const noexcept {
@@ -166,6 +293,26 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
   }
 }
 
+// RS1: admission against the reserve. Every associate of an atlas with a reserve counts
+// itself in before it takes a MID and out again when that fails; every dissociate counts out
+// after its push. So the count is at least the number of MIDs held at every instant, and an
+// associate without the reserve that finds max_mids - reserved already admitted fails without
+// taking anything: the held MIDs never exceed that limit, not even for an instant.
+AtlasResult AtlasCore::AssociateAdmitted(void* context, Mid* mid_out, bool use_reserve) noexcept {
+  // (atlas:Q1) acq_rel: acquire pairs with (atlas:Q2), so a freed MID's push happens-before
+  // an admission that counted on its release; release orders our count before our take.
+  const std::uint32_t before = admitted_.fetch_add(1, std::memory_order_acq_rel);
+  if (!use_reserve && before >= max_mids_ - reserved_) {
+    ReleaseAdmission();
+    return AtlasResult::kAllInUse;
+  }
+  MIDATLAS_CHAOS_POINT();
+  AtlasResult result = AtlasResult::kOk;
+  if (!TakeFromLeaf(*leaf0_, context, mid_out)) result = AssociateBeyondLeafZero(context, mid_out);
+  if (result != AtlasResult::kOk) ReleaseAdmission();
+  return result;
+}
+
 // AC6: a double collect of every leaf's (object, head word). The object is named by its
 // pointer and its serial: a leaf drained, detached, freed and grown again at the same address
 // comes back with a new serial, so no two leaf objects share a key. Head words carry a tag
@@ -196,6 +343,8 @@ AtlasCore::Confirmation AtlasCore::ConfirmAllInUse() noexcept {
     bool changed = false;
     const bool full = ForEachLeaf<WalkMode::kGuarded>(
         [&](std::uint32_t leaf_index, DirectoryMap*, const LeafMap* leaf) {
+          // EX1: a leaf of excluded values only holds no MID and is never grown.
+          if (excluded_count_ != 0 && UsableSlots(leaf_index) == 0) return true;
           // (hints:L2)-style re-check through (stack:S0), in the same total order as the
           // pops and pushes that change it.
           const FreeStack::Head head = leaf == nullptr ? FreeStack::Head{} : leaf->stack().Load();
@@ -281,25 +430,23 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
   const std::uint32_t end_mid = first_mid + ValidSlots(leaf_index);
   // CR1: the leaf's pages of the context region must not be returned while we may write.
   region_.CountLeafIn(first_mid, end_mid);  // (region:P1)
-  LeafMap* fresh = LeafMap::Create(leaf_index, leaf_capacity_, ValidSlots(leaf_index), serial,
-                                   contexts_ + first_mid, true);
+  LeafMap* fresh = CreateLeaf(leaf_index, serial, true);
   if (fresh == nullptr) {
     region_.CountLeafOut(first_mid, end_mid);
     CountLeafOut(dir);
     return TakeResult::kOutOfMemory;
   }
-  // The new leaf's slot 0 is ours from the start, and our MID keeps the leaf from being frozen
-  // (FS3) - but a racing dissociate of that MID could drain and retire it as soon as it is
-  // visible, so protect it before it is.
+  // The new leaf's first usable slot (slot 0 unless excluded, EX1) is ours from the start,
+  // and our MID keeps the leaf from being frozen (FS3) - but a racing dissociate of that MID
+  // could drain and retire it as soon as it is visible, so protect it before it is.
   guard.ProtectUnshared(fresh);
   MIDATLAS_CHAOS_POINT();
   CountSubordinateTaken();  // (atlas:C1), before our context is published
   if (dir.InstallLeaf(leaf_index & entry_mask_, fresh)) {  // (atlas:A3)
-    // Slot 0 was never on the free stack, so it is ours alone (AC1) and its context is null
-    // until this store, which is the association's linearization point.
-    fresh->PublishContext(0, context);  // (atlas:A2)
-    *mid_out = MidOf(leaf_index, 0);
-    if (fresh->valid_slots() == 1) ClearHintIfFull(*fresh);
+    // That slot was never on the free stack, so it is ours alone (AC1) and its context is
+    // null until this store, which is the association's linearization point.
+    *mid_out = PublishAssociation(*fresh, fresh->first_usable_slot(), context);  // (atlas:A2)
+    if (fresh->usable_slots() == 1) ClearHintIfFull(*fresh);
     return TakeResult::kTaken;
   }
   CountSubordinateFreed();  // (atlas:C2): the slot was never ours
@@ -323,13 +470,148 @@ AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noe
   void* context = found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
   MIDATLAS_CHAOS_POINT();
-  CountSubordinateFreed();  // (atlas:C2)
-  LeafMap& leaf = *found.leaf;
-  const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
-  if (free_after == 1) hints_.SetIfClear(leaf_index);                      // (hints:L3)
-  if (free_after == leaf.valid_slots()) OnLeafDrained(*found.dir, leaf);
+  ReleaseSlot(found.dir, *found.leaf, slot);
   *context_out = context;
   return AtlasResult::kOk;
+}
+
+void AtlasCore::ReleaseSlot(DirectoryMap* dir, LeafMap& leaf, std::uint32_t slot) noexcept {
+  if (leaf.index() == 0) {
+    leaf.stack().Push(leaf.links(), slot);                // (stack:S2)
+    if (reserved_ != 0) ReleaseAdmission();               // (atlas:Q2), after the push (RS1)
+    return;
+  }
+  CountSubordinateFreed();  // (atlas:C2)
+  const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
+  if (reserved_ != 0) ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
+  if (free_after == 1) hints_.SetIfClear(leaf.index());                    // (hints:L3)
+  if (free_after == leaf.usable_slots()) OnLeafDrained(*dir, leaf);
+}
+
+// ----------------------------------------------------------------------------------------
+// Generations (G > 0): docs/DESIGN.md 10.3, GN1-GN3.
+
+std::uint32_t AtlasCore::NextGen(std::uint32_t index, std::uint32_t state) const noexcept {
+  const std::uint32_t last = GenOf(state);
+  const Mid* begin = excluded_values_.get();
+  const Mid* end = begin + excluded_values_count_;
+  for (std::uint32_t step = 1; step <= gen_mask_ + 1; ++step) {
+    const std::uint32_t gen = (last + step) & gen_mask_;
+    const auto value = static_cast<Mid>((gen << index_bits_) | index);
+    if (!std::binary_search(begin, end, value)) return gen;
+  }
+  return last;  // unreachable: an index whose every generation is excluded is never taken (GN3)
+}
+
+// The associating thread owns the index between its pop and this store: nothing else writes
+// a state that is not live (GN1), so its own load needs no RMW.
+Mid AtlasCore::PublishGeneration(std::uint32_t index) noexcept {
+  Atomic<std::uint32_t>& state = states_[index];
+  // (atlas:G1) relaxed: only the owner writes a state that is not live, and the pop
+  // (stack:S3) synchronized with the push that ended the previous association.
+  const std::uint32_t gen = NextGen(index, state.load(std::memory_order_relaxed));
+  MIDATLAS_CHAOS_POINT();
+  // (atlas:G2) release: the association's linearization point with G > 0; its context,
+  // stored before (atlas:A2), is visible to whoever sees it live - the dissociate's dead mark
+  // (atlas:G5), the reassociate's count-in (atlas:G7), the iterator (atlas:G9).
+  state.store(EncodeGen(gen) | kLive, std::memory_order_release);
+  return static_cast<Mid>((gen << index_bits_) | index);
+}
+
+std::uint32_t AtlasCore::LoadStateForCas(std::uint32_t index) const noexcept {
+  // (atlas:G4) relaxed: the CAS that follows ((atlas:G5) or (atlas:G7)) validates it.
+  return states_[index].load(std::memory_order_relaxed);
+}
+
+// Map with G > 0 (and, with G = 0, a MID beyond the covered ones). Wait-free: two loads.
+void* AtlasCore::MapBeyondBound(Mid mid) const noexcept {
+  if (states_ == nullptr) return nullptr;
+  const std::uint32_t index = mid & index_mask_;
+  if (index >= mids_end_) return nullptr;
+  // (atlas:M2) acquire: as (atlas:M1), pairs with (atlas:A2)/(atlas:R2); it also orders the
+  // state load after it, so a context published by an association is never checked against
+  // an older state than that association's (atlas:G2).
+  void* context = contexts_[index].load(std::memory_order_acquire);
+  if (context == nullptr) return nullptr;
+  // (atlas:G3) acquire: pairs with (atlas:G2). Linearization point: this load, when it shows
+  // the MID's generation live (the context was the association's then: GN1).
+  const std::uint32_t state = states_[index].load(std::memory_order_acquire);
+  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
+  return (state & (kGenField | kLive)) == want ? context : nullptr;
+}
+
+AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexcept {
+  if (states_ == nullptr) return AtlasResult::kInvalidArgument;
+  const std::uint32_t index = mid & index_mask_;
+  if (index >= mids_end_) return AtlasResult::kInvalidArgument;
+  const std::uint32_t leaf_index = index >> leaf_shift_;
+  const std::uint32_t slot = index & slot_mask_;
+  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
+  Atomic<std::uint32_t>& state_word = states_[index];
+  std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
+  while (true) {
+    if ((state & (kGenField | kLive)) != want) return AtlasResult::kInvalidArgument;
+    // (atlas:G5) acq_rel CAS, the dead mark: this dissociate's linearization point; of racing
+    // dissociates exactly one clears `live` (GN1). Acquire pairs with (atlas:G2).
+    if (state_word.compare_exchange_weak(state, state & ~kLive, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  MIDATLAS_CHAOS_POINT();
+  // Only now is the leaf looked up: the index is held (GN1/GN2) until its push, so the leaf
+  // that holds it stays attached (FS3) and the one-shot protection cannot fail. (A leaf
+  // protected before the RMW could be one detached since, whose range a new leaf now holds.)
+  const RecordLease lease;
+  LeafHazardGuard guard(lease.record());
+  const ProtectedLeaf found =
+      leaf_index == 0 ? ProtectedLeaf{dir0(), leaf0_} : ProtectLeafOnce(guard, leaf_index);
+  MIDATLAS_INVARIANT(found.leaf != nullptr, "GN2", "the leaf of a held index was not attached");
+  // Ours alone now; only reassociates counted in before the mark may still replace it.
+  void* context = found.leaf->TakeContext(slot);  // (atlas:D1)
+  // (atlas:G6) acq_rel: GN2's hand-off. Release passes our take to the reassociate that
+  // pushes; acquire sees the cell writes of those that counted out before.
+  const std::uint32_t before = state_word.fetch_or(kPushPending, std::memory_order_acq_rel);
+  if ((before >> kUsersShift) == 0) ReleaseSlot(found.dir, *found.leaf, slot);
+  *context_out = context;
+  return AtlasResult::kOk;
+}
+
+AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexcept {
+  const std::uint32_t index = mid & index_mask_;
+  if (index >= mids_end_) return AtlasResult::kInvalidArgument;
+  const std::uint32_t leaf_index = index >> leaf_shift_;
+  const std::uint32_t slot = index & slot_mask_;
+  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
+  Atomic<std::uint32_t>& state_word = states_[index];
+  std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
+  while (true) {
+    if ((state & (kGenField | kLive)) != want) return AtlasResult::kInvalidArgument;
+    // (atlas:G7) acq_rel CAS: counts this reassociate in while the MID's generation is live;
+    // until it counts out, the index is not pushed (GN2), so the cell cannot be reused.
+    if (state_word.compare_exchange_weak(state, state + kUserOne, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  MIDATLAS_CHAOS_POINT();
+  // Only now is the leaf looked up: the index is held (GN1/GN2) until its push, so the leaf
+  // that holds it stays attached (FS3) and the one-shot protection cannot fail. (A leaf
+  // protected before the RMW could be one detached since, whose range a new leaf now holds.)
+  const RecordLease lease;
+  LeafHazardGuard guard(lease.record());
+  const ProtectedLeaf found =
+      leaf_index == 0 ? ProtectedLeaf{dir0(), leaf0_} : ProtectLeafOnce(guard, leaf_index);
+  MIDATLAS_INVARIANT(found.leaf != nullptr, "GN2", "the leaf of a held index was not attached");
+  const bool replaced = found.leaf->ReplaceContext(slot, new_context);  // (atlas:R1)/(atlas:R2)
+  // (atlas:G8) acq_rel: count out. Release passes our CAS to the pusher; acquire, when we are
+  // the last one out after the dissociate's hand-off (atlas:G6), sees its take.
+  const std::uint32_t after =
+      state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
+  if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) {
+    ReleaseSlot(found.dir, *found.leaf, slot);
+  }
+  return replaced ? AtlasResult::kOk : AtlasResult::kInvalidArgument;
 }
 
 // Shrink policy: the lowest drained subordinate leaf stays attached as a spare, so a workload
@@ -344,7 +626,7 @@ void AtlasCore::OnLeafDrained(DirectoryMap& dir, LeafMap& leaf) noexcept {
   while (true) {
     if (spare == drained) return;
     if (spare != 0 && spare < drained) {
-      if (leaf.stack().TryFreeze(leaf.valid_slots())) UnlinkFrozenLeaf(dir, leaf);  // (stack:S4)
+      if (leaf.stack().TryFreeze(leaf.usable_slots())) UnlinkFrozenLeaf(dir, leaf);  // (stack:S4)
       return;
     }
     // (atlas:P1) relaxed CAS: a policy hint, nothing is published through it.
@@ -358,7 +640,7 @@ void AtlasCore::OnLeafDrained(DirectoryMap& dir, LeafMap& leaf) noexcept {
   const RecordLease lease;
   HazardGuard guard(lease.record());
   const ProtectedLeaf old = ProtectLeafOnce(guard, spare);
-  if (old.leaf != nullptr && old.leaf->stack().TryFreeze(old.leaf->valid_slots())) {
+  if (old.leaf != nullptr && old.leaf->stack().TryFreeze(old.leaf->usable_slots())) {
     UnlinkFrozenLeaf(*old.dir, *old.leaf);
   }
 }
@@ -400,7 +682,9 @@ void AtlasCore::UnlinkFrozenDirectory(DirectoryMap& dir) noexcept {
 // shows the MID free.
 
 AtlasResult AtlasCore::Reassociate(Mid mid, void* new_context) noexcept {
-  if (new_context == nullptr || mid >= max_mids_) return AtlasResult::kInvalidArgument;
+  if (new_context == nullptr) return AtlasResult::kInvalidArgument;
+  if (states_ != nullptr) return ReassociateGenerational(mid, new_context);
+  if (mid >= mids_end_) return AtlasResult::kInvalidArgument;
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
   if (leaf_index == 0) {
@@ -425,9 +709,16 @@ std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
     const std::uint32_t valid = ValidSlots(leaf_index);
     for (std::uint32_t slot = 0; slot < valid; ++slot) {
       void* context = nullptr;
+      Mid mid = MidOf(leaf_index, slot);
+      if (states_ != nullptr) {
+        // (atlas:G9) acquire: pairs with (atlas:G2); the generation live now (a stale one
+        // only makes the dissociate below answer "not in use", as a racing dissociate would).
+        const std::uint32_t state = states_[mid].load(std::memory_order_acquire);
+        mid = static_cast<Mid>((GenOf(state) << index_bits_) | mid);
+      }
       // Each MID goes through the ordinary dissociate path, so racing dissociates and the
       // shrink policy see nothing special, and no hazard is held while `fn` runs.
-      if (MapAndDissociate(MidOf(leaf_index, slot), &context) == AtlasResult::kOk) {
+      if (MapAndDissociate(mid, &context) == AtlasResult::kOk) {
         fn(context);
         ++removed;
       }
@@ -449,7 +740,8 @@ AtlasStats AtlasCore::stats() const noexcept {
   // Directory 0 shares the atlas's allocation; the walk below counts it with the others.
   // The context region counts the pages attached leaves cover.
   stats.context_bytes = region_.attached_bytes();
-  stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes() + stats.context_bytes;
+  stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes() + stats.context_bytes +
+                         (states_ ? std::size_t{mids_end_} * sizeof(Atomic<std::uint32_t>) : 0);
   ForEachLeaf<WalkMode::kGuarded>(
       [&](std::uint32_t leaf_index, const DirectoryMap* dir, const LeafMap* leaf) {
         if (dir != nullptr && (leaf_index & entry_mask_) == 0) {

@@ -8,6 +8,8 @@
 //   (atlas:U2) unlinks a frozen directory (acq_rel CAS)
 //   (atlas:P1) moves the spare-leaf hint (relaxed CAS)
 //   (atlas:C1)/(atlas:C2)/(atlas:C3) count MIDs held beyond the first map (relaxed)
+//   (atlas:Q1)/(atlas:Q2) admit and release MIDs against the reserve (acq_rel / release)
+//   (atlas:G1)-(atlas:G9), (atlas:M2) the per-index generation states (GN1-GN3)
 #ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
@@ -15,7 +17,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 #include "atlas/context_region.h"
@@ -36,12 +40,38 @@ enum class AtlasResult : std::uint8_t {
   kInvalidArgument,
 };
 
+// What an atlas is created with, beyond the RDBSS pair (docs/DESIGN.md section 10).
+struct AtlasConfig {
+  std::uint32_t max_mids = 0;      // the most MIDs held at once, 1..65535
+  std::uint32_t initial_mids = 0;  // 1..max_mids
+  // Of max_mids, the MIDs only an associate that may use the reserve takes (< max_mids).
+  std::uint32_t reserved_mids = 0;
+  // Values never handed out: any order, duplicates allowed; read only during New.
+  const Mid* excluded = nullptr;
+  std::uint32_t excluded_count = 0;
+  // G, 0..15: a MID is gen << (16 - G) | index, and the generation of an index advances each
+  // time it is handed out again (docs/DESIGN.md 10.3).
+  std::uint32_t generation_bits = 0;
+};
+
+// The end of the MID range an atlas covers: the smallest `end` such that [0, end) holds
+// max_mids values that are not excluded (`excluded` sorted, distinct). Empty when no such
+// end <= 65536 exists, i.e. max_mids MIDs could never be in use at once.
+std::optional<std::uint32_t> CoveredMidsEnd(std::uint32_t max_mids, const Mid* excluded,
+                                            std::uint32_t excluded_count) noexcept;
+
 class AtlasCore {
  public:
   // Arguments must already be valid (1 <= initial_mids <= max_mids <= 65535). Returns nullptr
   // when memory is short.
   static AtlasCore* New(std::uint32_t max_mids, std::uint32_t initial_mids,
                         ContextDestructor destructor) noexcept;
+  // As above, with reserved capacity, excluded values and generation bits. Returns nullptr
+  // when the config is not valid (*error = kInvalidArgument: reserved_mids >= max_mids,
+  // generation_bits > 15, max_mids MIDs impossible in the index space less the exclusions) or
+  // memory is short (*error = kOutOfMemory).
+  static AtlasCore* New(const AtlasConfig& config, ContextDestructor destructor,
+                        AtlasResult* error = nullptr) noexcept;
   // Hands every remaining context to the destructor given at creation, then frees all maps
   // and the atlas (which shares its allocation with directory 0, see New). Null is a no-op.
   static void Destroy(AtlasCore* core) noexcept;
@@ -51,13 +81,16 @@ class AtlasCore {
   // The operations of the public API (mid_atlas.h documents each), answering AtlasResult.
   // Map, and the leaf-0 paths of Associate and MapAndDissociate, are inline (below), so that
   // each public entry point is a single call; everything beyond leaf 0 is out of line.
-  AtlasResult Associate(void* context, Mid* mid_out) noexcept;
+  // With `use_reserve`, the reserved capacity may be taken too (reserved_mids()).
+  AtlasResult Associate(void* context, Mid* mid_out, bool use_reserve = false) noexcept;
   [[nodiscard]] void* Map(Mid mid) const noexcept;
   AtlasResult MapAndDissociate(Mid mid, void** context_out) noexcept;
   AtlasResult Reassociate(Mid mid, void* new_context) noexcept;
   std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
   [[nodiscard]] std::uint32_t max_mids() const noexcept { return max_mids_; }
   [[nodiscard]] std::uint32_t initial_mids() const noexcept { return initial_mids_; }
+  [[nodiscard]] std::uint32_t reserved_mids() const noexcept { return reserved_; }
+  [[nodiscard]] std::uint32_t generation_bits() const noexcept { return gen_bits_; }
   [[nodiscard]] MidLayout layout() const noexcept { return layout_; }
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;
   [[nodiscard]] AtlasStats stats() const noexcept;
@@ -79,15 +112,57 @@ class AtlasCore {
     LeafMap* leaf = nullptr;  // nullptr: absent or being unlinked at some instant (AC4)
   };
 
-  AtlasCore(std::uint32_t max_mids, std::uint32_t initial_mids, MidLayout layout,
-            ContextDestructor destructor) noexcept;
+  AtlasCore(std::uint32_t max_mids, std::uint32_t mids_end, std::uint32_t initial_mids,
+            MidLayout layout, ContextDestructor destructor) noexcept;
   ~AtlasCore();
   bool AllocateInitialMaps() noexcept;
+  bool SetExclusions(const Mid* sorted, std::uint32_t count) noexcept;
+
+  // --- Generations (G > 0, docs/DESIGN.md 10.3). A state word per index:
+  //   bits 0-14  the generation of the index's last association, encoded as gen + 1 mod 2^G
+  //              (so the zeroed word of a fresh index hands out generation 0 first)
+  //   bit 15     live: the association is in use (GN1)
+  //   bit 16     the dissociate has taken the context; the push is left to the last
+  //              reassociate still counted in (GN2)
+  //   bits 17-31 reassociates counted in
+  static constexpr std::uint32_t kLive = 1U << 15;
+  static constexpr std::uint32_t kPushPending = 1U << 16;
+  static constexpr std::uint32_t kUsersShift = 17;
+  static constexpr std::uint32_t kUserOne = 1U << kUsersShift;
+  static constexpr std::uint32_t kGenField = kLive - 1;
+  [[nodiscard]] std::uint32_t EncodeGen(std::uint32_t gen) const noexcept {
+    return (gen + 1) & gen_mask_;
+  }
+  [[nodiscard]] std::uint32_t GenOf(std::uint32_t state) const noexcept {
+    return ((state & kGenField) + gen_mask_) & gen_mask_;
+  }
+  [[nodiscard]] std::uint32_t NextGen(std::uint32_t index, std::uint32_t state) const noexcept;
+  Mid PublishGeneration(std::uint32_t index) noexcept;
+  [[nodiscard]] std::uint32_t LoadStateForCas(std::uint32_t index) const noexcept;
+  [[nodiscard]] void* MapBeyondBound(Mid mid) const noexcept;
+  AtlasResult DissociateBeyondBound(Mid mid, void** context_out) noexcept;
+  AtlasResult ReassociateGenerational(Mid mid, void* new_context) noexcept;
+  // The slot of a MID just freed goes back to its leaf's free stack, with the bookkeeping
+  // every dissociate does (counts, hints, the shrink policy, the admission).
+  void ReleaseSlot(DirectoryMap* dir, LeafMap& leaf, std::uint32_t slot) noexcept;
+  // The context is published; returns the MID (with G > 0, after the state goes live).
+  Mid PublishAssociation(LeafMap& leaf, std::uint32_t slot, void* context) noexcept {
+    leaf.PublishContext(slot, context);  // (atlas:A2)
+    const std::uint32_t index = (leaf.index() << leaf_shift_) | slot;
+    if (states_ == nullptr) [[likely]] return static_cast<Mid>(index);
+    return PublishGeneration(index);
+  }
 
   [[nodiscard]] Mid MidOf(std::uint32_t leaf, std::uint32_t slot) const noexcept {
     return static_cast<Mid>((leaf << leaf_shift_) | slot);
   }
   [[nodiscard]] std::uint32_t ValidSlots(std::uint32_t leaf) const noexcept;
+  // The excluded slots of a leaf (EX1), as MIDs, sorted: [first, last).
+  [[nodiscard]] std::pair<const std::uint32_t*, const std::uint32_t*> ExcludedIn(
+      std::uint32_t leaf) const noexcept;
+  // Slots of a leaf that can ever be held: the valid ones less the excluded ones.
+  [[nodiscard]] std::uint32_t UsableSlots(std::uint32_t leaf) const noexcept;
+  LeafMap* CreateLeaf(std::uint32_t leaf_index, std::uint64_t serial, bool first_held) noexcept;
 
   // Finds the attached leaf `leaf_index` (> 0) with one protection attempt through `guard`:
   // a leaf of directory 0 is protected itself (directory 0 is permanent, AC2); a leaf of any
@@ -106,6 +181,13 @@ class AtlasCore {
   bool ForEachLeaf(Visit&& visit) const;
 
   AtlasResult AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept;
+  AtlasResult AssociateAdmitted(void* context, Mid* mid_out, bool use_reserve) noexcept;
+  void ReleaseAdmission() noexcept {
+    // (atlas:Q2) release: a MID's push (stack:S2) - or a failed take - comes before this in
+    // program order, so an admission (atlas:Q1) that reads this decrement also sees the push
+    // (RS1: admitted MIDs >= held MIDs at every instant).
+    admitted_.fetch_sub(1, std::memory_order_release);
+  }
   AtlasResult DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept;
   bool TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept;
   TakeResult TakeFromSubordinate(std::uint32_t leaf_index, void* context, Mid* mid_out) noexcept;
@@ -131,8 +213,14 @@ class AtlasCore {
   void CountLeafOut(DirectoryMap& dir) noexcept;
 
   // --- Immutable after construction; everything Map reads sits in the first cache line. ---
-  std::uint32_t max_mids_;
+  // MIDs below this map straight to their cell: mids_end_ with G = 0, none with G > 0 (whose
+  // MIDs carry a generation), so either way Map's hot path is one compare.
+  std::uint32_t map_bound_ = 0;
   Atomic<void*>* contexts_ = nullptr;  // region_.cells(): the context of every MID
+  // 0: no reserve, and Associate and MapAndDissociate never touch admitted_ (one branch).
+  std::uint32_t reserved_ = 0;
+  // G > 0 only (else null, tested once by Associate on this line): the state of every index.
+  std::unique_ptr<Atomic<std::uint32_t>[]> states_;
   std::uint32_t leaf_shift_;  // == layout_.leaf_bits
   std::uint32_t slot_mask_;
   std::uint32_t dir_shift_;   // == layout_.dir_bits
@@ -152,7 +240,20 @@ class AtlasCore {
   std::uint32_t leaf_capacity_;
   std::uint32_t dir_entries_;
   std::uint32_t initial_mids_;
+  std::uint32_t max_mids_;
+  // Indexes [0, mids_end_) exist: max_mids_ of them plus the excluded ones below (EX1).
+  std::uint32_t mids_end_;
+  // G > 0 only (else null and 0): the excluded MID values (sorted, distinct) NextGen skips.
+  std::unique_ptr<Mid[]> excluded_values_;
+  std::uint32_t excluded_values_count_ = 0;
+  std::uint32_t gen_bits_ = 0;
+  std::uint32_t gen_mask_ = 0;
+  std::uint32_t index_bits_ = 16;
+  std::uint32_t index_mask_ = 0xFFFF;
   MidLayout layout_;
+  // EX1: the excluded values below mids_end_, sorted and distinct (null when none).
+  std::unique_ptr<std::uint32_t[]> excluded_;
+  std::uint32_t excluded_count_ = 0;
   HazardDomain& domain_;
   ContextDestructor destructor_;
   ContextRegion region_;
@@ -168,6 +269,9 @@ class AtlasCore {
   // The one drained subordinate leaf kept attached as a spare (0 = none): see OnLeafDrained.
   // Written only when a leaf drains, so it may share a line with the read-mostly fields.
   Atomic<std::uint32_t> spare_leaf_{0};
+  // RS1: MIDs admitted against the reserve (only when reserved_ != 0): incremented before a
+  // MID is taken, decremented after it is freed or the take failed. A line of its own.
+  alignas(64) Atomic<std::uint32_t> admitted_{0};
 };
 
 // ----------------------------------------------------------------------------------------
@@ -186,7 +290,7 @@ inline AtlasCore::ProtectedLeaf AtlasCore::ProtectLeafOnce(HazardSlot& guard,
 // ContextRegion, so no map is walked and nothing is protected (context_region.h says why a
 // context read while its page is returned is still right). Linearization point: the load.
 inline void* AtlasCore::Map(Mid mid) const noexcept {
-  if (mid >= max_mids_) return nullptr;
+  if (mid >= map_bound_) [[unlikely]] return MapBeyondBound(mid);
   // (atlas:M1) acquire: pairs with (atlas:A2)/(atlas:R2), so whatever the associating thread
   // wrote into the context before associating is visible to the mapper.
   return contexts_[mid].load(std::memory_order_acquire);
@@ -194,10 +298,11 @@ inline void* AtlasCore::Map(Mid mid) const noexcept {
 
 // Associate: lock-free. Linearization point: the release store of the context (atlas:A2), or
 // the release CAS that installs a new leaf already holding it (atlas:A3).
-inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out) noexcept {
+inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out, bool use_reserve) noexcept {
   if (context == nullptr || mid_out == nullptr) [[unlikely]] {
     return AtlasResult::kInvalidArgument;
   }
+  if (reserved_ != 0) [[unlikely]] return AssociateAdmitted(context, mid_out, use_reserve);
   if (TakeFromLeaf(*leaf0_, context, mid_out)) [[likely]] return AtlasResult::kOk;
   return AssociateBeyondLeafZero(context, mid_out);
 }
@@ -211,8 +316,7 @@ inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) 
   MIDATLAS_CHAOS_POINT();
   if (leaf.index() != 0) CountSubordinateTaken();  // (atlas:C1)
   // AC1: a slot on the free stack holds null, so until this store Map returns null for it.
-  leaf.PublishContext(popped.index, context);  // (atlas:A2)
-  *mid_out = MidOf(leaf.index(), popped.index);
+  *mid_out = PublishAssociation(leaf, popped.index, context);  // (atlas:A2)
   if (popped.free_after == 0 && leaf.index() != 0) [[unlikely]] ClearHintIfFull(leaf);
   return true;
 }
@@ -222,11 +326,12 @@ inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) 
 inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out) noexcept {
   if (context_out == nullptr) [[unlikely]] return AtlasResult::kInvalidArgument;
   *context_out = nullptr;
-  if (mid >= max_mids_) [[unlikely]] return AtlasResult::kInvalidArgument;
+  if (mid >= map_bound_) [[unlikely]] return DissociateBeyondBound(mid, context_out);
   if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
   void* context = leaf0_->TakeContext(mid);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
   leaf0_->stack().Push(leaf0_->links(), mid);  // free after use: (stack:S2) releases the slot
+  if (reserved_ != 0) [[unlikely]] ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
   *context_out = context;
   return AtlasResult::kOk;
 }

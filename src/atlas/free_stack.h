@@ -79,11 +79,28 @@ class FreeStack {
   // the lowest index is handed out first.
   void InitUnshared(Atomic<std::uint32_t>* links, std::uint32_t begin,
                     std::uint32_t end) noexcept {
-    for (std::uint32_t i = begin; i < end; ++i) {
-      links[i].store(i + 1 < end ? i + 1 : kNone, std::memory_order_relaxed);  // unshared
+    InitUnshared(links, begin, end, nullptr, nullptr);
+  }
+  // As above, less the slots s with s + skip_base in [skip, skip_end) (sorted, distinct):
+  // those are never on the stack, so they are never handed out (EX1). Returns how many slots
+  // are on it.
+  std::uint32_t InitUnshared(Atomic<std::uint32_t>* links, std::uint32_t begin,
+                             std::uint32_t end, const std::uint32_t* skip,
+                             const std::uint32_t* skip_end, std::uint32_t skip_base = 0) noexcept {
+    std::uint32_t top = kNone;
+    std::uint32_t free = 0;
+    // Built from the top down, so that the lowest slot ends on top.
+    const std::uint32_t* next_skip = skip_end;
+    for (std::uint32_t i = end; i-- > begin;) {
+      while (next_skip != skip && *(next_skip - 1) > i + skip_base) --next_skip;
+      if (next_skip != skip && *(next_skip - 1) == i + skip_base) continue;
+      links[i].store(top, std::memory_order_relaxed);  // unshared
+      top = i;
+      ++free;
     }
-    const Head head{begin < end ? begin : kNone, end - begin, 0};
+    const Head head{top, free, 0};
     head_.store(head.Pack(), std::memory_order_relaxed);  // published by the install (atlas:A3)
+    return free;
   }
 
   [[nodiscard]] Head Load() const noexcept {

@@ -8,8 +8,10 @@
 namespace midatlas::internal {
 
 LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
-                         std::uint64_t serial, Atomic<void*>* contexts,
-                         bool first_slot_held) noexcept {
+                         std::uint64_t serial, Atomic<void*>* contexts, bool first_slot_held,
+                         const std::uint32_t* excluded,
+                         const std::uint32_t* excluded_end,
+                         std::uint32_t excluded_base) noexcept {
   void* memory =
       ::operator new(AllocationSize(capacity), std::align_val_t{alignof(LeafMap)}, std::nothrow);
   if (memory == nullptr) return nullptr;
@@ -19,8 +21,19 @@ LeafMap* LeafMap::Create(std::uint32_t index, std::uint32_t capacity, std::uint3
   for (std::uint32_t slot = 0; slot < capacity; ++slot) {
     new (&links[slot]) Atomic<std::uint32_t>(FreeStack::kNone);
   }
-  const std::uint32_t first_free = first_slot_held && valid_slots > 0 ? 1 : 0;
-  leaf->stack_.InitUnshared(links, first_free, valid_slots);
+  // The lowest slot that is not excluded (valid_slots when there is none).
+  std::uint32_t first_usable = 0;
+  for (const std::uint32_t* skip = excluded;
+       skip != excluded_end && *skip == first_usable + excluded_base; ++skip) {
+    ++first_usable;
+  }
+  first_usable = first_usable < valid_slots ? first_usable : valid_slots;
+  leaf->first_usable_ = first_usable;
+  const std::uint32_t begin = first_slot_held && first_usable < valid_slots ? first_usable + 1
+                                                                            : first_usable;
+  const std::uint32_t on_stack =
+      leaf->stack_.InitUnshared(links, begin, valid_slots, excluded, excluded_end, excluded_base);
+  leaf->usable_slots_ = on_stack + (begin != first_usable ? 1 : 0);
   return leaf;
 }
 

@@ -57,13 +57,18 @@ namespace midatlas::internal {
 class alignas(64) LeafMap : public Retirable {
  public:
   // Allocates a leaf whose slots [0, valid_slots) exist, their contexts being
-  // contexts[0, valid_slots) (the leaf's range of the ContextRegion, all null). With
-  // `first_slot_held`, slot 0 is handed to the caller already held and the other slots are on
-  // the free stack; else every slot is. Returns nullptr when memory is short.
+  // contexts[0, valid_slots) (the leaf's range of the ContextRegion, all null). The slots s
+  // with s + excluded_base in [excluded, excluded_end) (sorted, distinct: the excluded MIDs
+  // of the leaf, excluded_base being its first MID) are never on the free stack (EX1). With
+  // `first_slot_held`, the lowest slot that is not excluded is handed to the caller already
+  // held (first_usable_slot()) and the other usable slots are on the free stack; else every
+  // usable slot is. Returns nullptr when memory is short.
   // `serial` names this leaf object among every leaf its atlas ever creates (AC6's key).
   static LeafMap* Create(std::uint32_t index, std::uint32_t capacity, std::uint32_t valid_slots,
-                         std::uint64_t serial, Atomic<void*>* contexts,
-                         bool first_slot_held) noexcept;
+                         std::uint64_t serial, Atomic<void*>* contexts, bool first_slot_held,
+                         const std::uint32_t* excluded = nullptr,
+                         const std::uint32_t* excluded_end = nullptr,
+                         std::uint32_t excluded_base = 0) noexcept;
   static void Destroy(LeafMap* leaf) noexcept;
   [[nodiscard]] static std::size_t AllocationSize(std::uint32_t capacity) noexcept {
     return sizeof(LeafMap) + capacity * sizeof(Atomic<std::uint32_t>);
@@ -135,18 +140,27 @@ class alignas(64) LeafMap : public Retirable {
   [[nodiscard]] const FreeStack& stack() const noexcept { return stack_; }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
   [[nodiscard]] std::uint32_t valid_slots() const noexcept { return valid_slots_; }
+  // The valid slots less the excluded ones: the slots that can ever be held. The free count
+  // of a drained leaf, and the one a freeze requires (FS3).
+  [[nodiscard]] std::uint32_t usable_slots() const noexcept { return usable_slots_; }
+  // The lowest usable slot: the one a grower holds from the start.
+  [[nodiscard]] std::uint32_t first_usable_slot() const noexcept { return first_usable_; }
   [[nodiscard]] std::uint64_t serial() const noexcept { return serial_; }
 
   // Slots held (popped and not pushed back); 0 for a frozen leaf.
   [[nodiscard]] std::uint32_t HeldSlots() const noexcept {
     const FreeStack::Head head = stack_.Load();
-    return head.frozen() ? 0 : valid_slots_ - head.free;
+    return head.frozen() ? 0 : usable_slots_ - head.free;
   }
 
  private:
   LeafMap(std::uint32_t index, std::uint32_t valid_slots, std::uint64_t serial,
           Atomic<void*>* contexts) noexcept
-      : serial_(serial), index_(index), valid_slots_(valid_slots), contexts_(contexts) {}
+      : serial_(serial),
+        index_(index),
+        valid_slots_(valid_slots),
+        usable_slots_(valid_slots),
+        contexts_(contexts) {}
 
   [[nodiscard]] Atomic<void*>* contexts() const noexcept { return contexts_; }
 
@@ -155,6 +169,8 @@ class alignas(64) LeafMap : public Retirable {
   std::uint64_t serial_;
   std::uint32_t index_;
   std::uint32_t valid_slots_;
+  std::uint32_t usable_slots_;
+  std::uint32_t first_usable_ = 0;
   Atomic<void*>* contexts_;  // this leaf's range of the ContextRegion
   alignas(64) FreeStack stack_;
 };

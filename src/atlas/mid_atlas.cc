@@ -1,5 +1,6 @@
 #include "midatlas/mid_atlas.h"
 
+#include <algorithm>
 #include <new>
 #include <utility>
 
@@ -52,24 +53,53 @@ bool IsOutOfMemory(const absl::Status& status) noexcept {
 absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
   const bool bad_max = options.max_mids == 0 || options.max_mids > kMaxMidsLimit;
   const bool bad_initial = options.initial_mids == 0 || options.initial_mids > options.max_mids;
-  if (bad_max || bad_initial) {
+  const bool bad_reserve = !bad_max && options.reserved_mids >= options.max_mids;
+  const bool bad_gen = options.generation_bits > 15 ||
+                       options.max_mids > (1U << (16 - std::min(options.generation_bits, 16U)));
+  const internal::AtlasConfig config{
+      .max_mids = options.max_mids,
+      .initial_mids = options.initial_mids,
+      .reserved_mids = options.reserved_mids,
+      .excluded = options.excluded_mids.data(),
+      .excluded_count = static_cast<std::uint32_t>(options.excluded_mids.size()),
+      .generation_bits = options.generation_bits};
+  AtlasResult error = AtlasResult::kInvalidArgument;
+  AtlasCore* core = nullptr;
+  if (!bad_max && !bad_initial && !bad_reserve && !bad_gen) {
+    core = AtlasCore::New(config, std::move(options.context_destructor), &error);
+    if (core != nullptr) return MidAtlas(core);
+    if (error == AtlasResult::kOutOfMemory) return ErrorFor(error);
+  }
+  {
     // The message says which option is wrong; without memory for it, the code alone does.
     try {
       if (bad_max) {
         return absl::InvalidArgumentError(
             absl::StrCat("max_mids must be in 1..", kMaxMidsLimit, ", got ", options.max_mids));
       }
-      return absl::InvalidArgumentError(absl::StrCat("initial_mids must be in 1..max_mids (",
-                                                     options.max_mids, "), got ",
-                                                     options.initial_mids));
+      if (bad_initial) {
+        return absl::InvalidArgumentError(absl::StrCat("initial_mids must be in 1..max_mids (",
+                                                       options.max_mids, "), got ",
+                                                       options.initial_mids));
+      }
+      if (bad_reserve) {
+        return absl::InvalidArgumentError(absl::StrCat("reserved_mids must be below max_mids (",
+                                                       options.max_mids, "), got ",
+                                                       options.reserved_mids));
+      }
+      if (bad_gen) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("generation_bits must be in 0..15 and max_mids at most "
+                         "2^(16 - generation_bits); got generation_bits ",
+                         options.generation_bits, ", max_mids ", options.max_mids));
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_mids (", options.max_mids, ") MIDs cannot be in use at once beside the ",
+          options.excluded_mids.size(), " excluded values"));
     } catch (const std::bad_alloc&) {
       return ErrorFor(AtlasResult::kInvalidArgument);
     }
   }
-  AtlasCore* core = AtlasCore::New(options.max_mids, options.initial_mids,
-                                   std::move(options.context_destructor));
-  if (core == nullptr) return ErrorFor(AtlasResult::kOutOfMemory);
-  return MidAtlas(core);
 }
 
 MidAtlas& MidAtlas::operator=(MidAtlas&& other) noexcept {
@@ -86,6 +116,13 @@ MidAtlas::~MidAtlas() { AtlasCore::Destroy(core_); }
 absl::StatusOr<Mid> MidAtlas::Associate(void* context) noexcept {
   Mid mid = 0;
   const AtlasResult result = core_->Associate(context, &mid);
+  if (result == AtlasResult::kOk) [[likely]] return mid;
+  return ErrorFor(result);
+}
+
+absl::StatusOr<Mid> MidAtlas::Associate(void* context, AssociateOptions options) noexcept {
+  Mid mid = 0;
+  const AtlasResult result = core_->Associate(context, &mid, options.use_reserve);
   if (result == AtlasResult::kOk) [[likely]] return mid;
   return ErrorFor(result);
 }
@@ -111,6 +148,8 @@ std::size_t MidAtlas::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
 
 std::uint32_t MidAtlas::max_mids() const noexcept { return core_->max_mids(); }
 std::uint32_t MidAtlas::initial_mids() const noexcept { return core_->initial_mids(); }
+std::uint32_t MidAtlas::reserved_mids() const noexcept { return core_->reserved_mids(); }
+std::uint32_t MidAtlas::generation_bits() const noexcept { return core_->generation_bits(); }
 MidLayout MidAtlas::layout() const noexcept { return core_->layout(); }
 std::uint32_t MidAtlas::mids_in_use() const noexcept { return core_->mids_in_use(); }
 AtlasStats MidAtlas::stats() const noexcept { return core_->stats(); }
