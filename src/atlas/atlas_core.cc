@@ -540,6 +540,18 @@ void* AtlasCore::MapBeyondBound(Mid mid) const noexcept {
   return (state & (kGenField | kLive)) == want ? context : nullptr;
 }
 
+// Only after its generation RMW does a generational call look the leaf up: the index is held
+// (GN1/GN2) until its push, so the leaf that holds it stays attached (FS3) and the one-shot
+// protection cannot fail. (A leaf protected before the RMW could be one detached since, whose
+// range a new leaf now holds.)
+AtlasCore::ProtectedLeaf AtlasCore::LeafOfHeldIndex(HazardSlot& guard,
+                                                    std::uint32_t leaf_index) const noexcept {
+  const ProtectedLeaf found =
+      leaf_index == 0 ? ProtectedLeaf{dir0(), leaf0_} : ProtectLeafOnce(guard, leaf_index);
+  MIDATLAS_INVARIANT(found.leaf != nullptr, "GN2", "the leaf of a held index was not attached");
+  return found;
+}
+
 AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexcept {
   if (states_ == nullptr) return AtlasResult::kInvalidArgument;
   const std::uint32_t index = mid & index_mask_;
@@ -559,14 +571,9 @@ AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexce
     }
   }
   MIDATLAS_CHAOS_POINT();
-  // Only now is the leaf looked up: the index is held (GN1/GN2) until its push, so the leaf
-  // that holds it stays attached (FS3) and the one-shot protection cannot fail. (A leaf
-  // protected before the RMW could be one detached since, whose range a new leaf now holds.)
   const RecordLease lease;
   LeafHazardGuard guard(lease.record());
-  const ProtectedLeaf found =
-      leaf_index == 0 ? ProtectedLeaf{dir0(), leaf0_} : ProtectLeafOnce(guard, leaf_index);
-  MIDATLAS_INVARIANT(found.leaf != nullptr, "GN2", "the leaf of a held index was not attached");
+  const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
   // Ours alone now; only reassociates counted in before the mark may still replace it.
   void* context = found.leaf->TakeContext(slot);  // (atlas:D1)
   // (atlas:G6) acq_rel: GN2's hand-off. Release passes our take to the reassociate that
@@ -595,14 +602,9 @@ AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexc
     }
   }
   MIDATLAS_CHAOS_POINT();
-  // Only now is the leaf looked up: the index is held (GN1/GN2) until its push, so the leaf
-  // that holds it stays attached (FS3) and the one-shot protection cannot fail. (A leaf
-  // protected before the RMW could be one detached since, whose range a new leaf now holds.)
   const RecordLease lease;
   LeafHazardGuard guard(lease.record());
-  const ProtectedLeaf found =
-      leaf_index == 0 ? ProtectedLeaf{dir0(), leaf0_} : ProtectLeafOnce(guard, leaf_index);
-  MIDATLAS_INVARIANT(found.leaf != nullptr, "GN2", "the leaf of a held index was not attached");
+  const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
   const bool replaced = found.leaf->ReplaceContext(slot, new_context);  // (atlas:R1)/(atlas:R2)
   // (atlas:G8) acq_rel: count out. Release passes our CAS to the pusher; acquire, when we are
   // the last one out after the dissociate's hand-off (atlas:G6), sees its take.

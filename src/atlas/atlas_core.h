@@ -142,6 +142,7 @@ class AtlasCore {
   [[nodiscard]] void* MapBeyondBound(Mid mid) const noexcept;
   AtlasResult DissociateBeyondBound(Mid mid, void** context_out) noexcept;
   AtlasResult ReassociateGenerational(Mid mid, void* new_context) noexcept;
+  ProtectedLeaf LeafOfHeldIndex(HazardSlot& guard, std::uint32_t leaf_index) const noexcept;
   // The slot of a MID just freed goes back to its leaf's free stack, with the bookkeeping
   // every dissociate does (counts, hints, the shrink policy, the admission).
   void ReleaseSlot(DirectoryMap* dir, LeafMap& leaf, std::uint32_t slot) noexcept;

@@ -42,6 +42,22 @@ inline PRX_NET_NAME HandleOf(NetNameRef ref) noexcept {
   return reinterpret_cast<PRX_NET_NAME>(NetNameRefAccess::ReleaseToRaw(std::move(ref)));
 }
 
+// The one translation of the core's answers into NTSTATUS, for every atlas function of both
+// C headers (midatlax.h, midatlax_ex.h).
+inline NTSTATUS ToNtStatus(AtlasResult result) noexcept {
+  switch (result) {
+    case AtlasResult::kOk:
+      return STATUS_SUCCESS;
+    case AtlasResult::kAllInUse:
+      return STATUS_UNSUCCESSFUL;
+    case AtlasResult::kOutOfMemory:
+      return STATUS_INSUFFICIENT_RESOURCES;
+    case AtlasResult::kInvalidArgument:
+      return STATUS_INVALID_PARAMETER;
+  }
+  return STATUS_UNSUCCESSFUL;
+}
+
 }  // namespace midatlas::internal
 
 #endif  // MIDATLAS_SRC_CAPI_HANDLES_H_

@@ -9,27 +9,9 @@
 
 using midatlas::internal::AtlasCore;
 using midatlas::internal::AtlasResult;
-
 using midatlas::internal::CoreOf;
 using midatlas::internal::HandleOf;
-
-namespace {
-
-NTSTATUS ToNtStatus(AtlasResult result) noexcept {
-  switch (result) {
-    case AtlasResult::kOk:
-      return STATUS_SUCCESS;
-    case AtlasResult::kAllInUse:
-      return STATUS_UNSUCCESSFUL;
-    case AtlasResult::kOutOfMemory:
-      return STATUS_INSUFFICIENT_RESOURCES;
-    case AtlasResult::kInvalidArgument:
-      return STATUS_INVALID_PARAMETER;
-  }
-  return STATUS_UNSUCCESSFUL;
-}
-
-}  // namespace
+using midatlas::internal::ToNtStatus;
 
 extern "C" {
 

@@ -10,6 +10,7 @@ using midatlas::internal::AtlasCore;
 using midatlas::internal::AtlasResult;
 using midatlas::internal::CoreOf;
 using midatlas::internal::HandleOf;
+using midatlas::internal::ToNtStatus;
 
 extern "C" {
 
@@ -37,18 +38,8 @@ NTSTATUS RxAssociateContextWithMidEx(PRX_MID_ATLAS atlas, PVOID context, ULONG f
   midatlas::Mid mid = 0;
   const AtlasResult result = CoreOf(atlas)->Associate(
       context, new_mid == nullptr ? nullptr : &mid, (flags & RX_MID_USE_RESERVE) != 0);
-  switch (result) {
-    case AtlasResult::kOk:
-      *new_mid = mid;
-      return STATUS_SUCCESS;
-    case AtlasResult::kAllInUse:
-      return STATUS_UNSUCCESSFUL;
-    case AtlasResult::kOutOfMemory:
-      return STATUS_INSUFFICIENT_RESOURCES;
-    case AtlasResult::kInvalidArgument:
-      break;
-  }
-  return STATUS_INVALID_PARAMETER;
+  if (result == AtlasResult::kOk) *new_mid = mid;
+  return ToNtStatus(result);
 }
 
 }  // extern "C"
