@@ -67,12 +67,15 @@
 #include <cstdint>
 #include <functional>
 #include <new>
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace midatlas {
 
@@ -158,7 +161,51 @@ bool IsOutOfMemory(const absl::Status& status) noexcept;
 namespace internal {
 class AtlasCore;
 struct FrontEndAccess;  // the C front ends' view of the core (src/capi/handles.h)
+struct AsyncWaitNode;
 }  // namespace internal
+
+// What MapAndDissociateOrLate found for a MID.
+struct Dissociated {
+  // The association's context; or, when `late`, the discard's late context (null when the
+  // discarder left none, or a late response already took it).
+  void* context = nullptr;
+  // The MID was discarded (Discard): it stays discarded until ReleaseDiscarded.
+  bool late = false;
+};
+
+// Runs once for a queued AssociateAsync: with the MID, already associated with the context,
+// on the thread that freed it; or with a Cancelled status (Cancel, the handle's destruction,
+// the atlas's destruction).
+using MidWaitCallback = absl::AnyInvocable<void(absl::StatusOr<Mid>)>;
+
+class MidAtlas;
+
+// The handle of one AssociateAsync call. Either the MID was associated at once (mid() holds
+// it, the callback never runs), or the request is queued until a MID is handed to it or it is
+// cancelled. Destroying a handle whose request is still queued cancels it (the callback runs
+// with Cancelled first); destroying it while a hand-off is completing waits for that
+// completion to have started. Move-only; must not outlive its atlas while queued.
+class MidWait {
+ public:
+  MidWait() noexcept = default;
+  MidWait(MidWait&& other) noexcept;
+  MidWait& operator=(MidWait&& other) noexcept;
+  MidWait(const MidWait&) = delete;
+  MidWait& operator=(const MidWait&) = delete;
+  ~MidWait();
+
+  // The MID associated at once; empty when the request was queued.
+  [[nodiscard]] std::optional<Mid> mid() const noexcept { return mid_; }
+  // true: it was queued, and its callback has run with Cancelled before this returns. false:
+  // a MID was already handed to it (the callback runs or ran with it), or it never queued.
+  bool Cancel() noexcept;
+
+ private:
+  friend class MidAtlas;
+  std::optional<Mid> mid_;
+  internal::AtlasCore* core_ = nullptr;
+  internal::AsyncWaitNode* node_ = nullptr;
+};
 
 // The atlas: a move-only owner, like std::unique_ptr, of the lock-free structure. Calls on a
 // moved-from MidAtlas are not allowed (except assignment and destruction).
@@ -200,8 +247,42 @@ class MidAtlas {
   // or `new_context` is null.
   absl::Status Reassociate(Mid mid, void* new_context) noexcept;
 
+  // --- Quarantine: stale responses after a cancel or a timeout (docs/DESIGN.md 10.6). ---
+  // Takes the context of an in-use MID and keeps the MID held - counted in use and against
+  // the limits, never handed out, mapping to null - with `late_context` (may be null) for a
+  // response that still arrives. InvalidArgument (no change) when `mid` is not in use;
+  // ResourceExhausted when the atlas's first discard could not allocate the quarantine. Of a
+  // racing Discard and MapAndDissociate exactly one gets the context.
+  absl::StatusOr<void*> Discard(Mid mid, void* late_context = nullptr) noexcept;
+  // Ends a discarded MID's quarantine: the MID is free (or handed to a waiter). Returns the
+  // late context unless a late response took it (then null): it goes out exactly once.
+  // InvalidArgument when `mid` is not discarded. Of racing calls exactly one succeeds.
+  absl::StatusOr<void*> ReleaseDiscarded(Mid mid) noexcept;
+  // As MapAndDissociate, and for a discarded MID: {late context, late = true} the first time,
+  // {nullptr, true} afterwards; the MID stays discarded. (MapAndDissociate answers Cancelled
+  // for a discarded MID and leaves its late context.)
+  absl::StatusOr<Dissociated> MapAndDissociateOrLate(Mid mid) noexcept;
+  [[nodiscard]] std::uint32_t discarded_mids() const noexcept;
+
+  // --- Waiting for a free MID (docs/DESIGN.md 10.8). Blocking and asynchronous waiters share
+  // one FIFO; while one that may take a freed MID is queued, the MID goes to the oldest such
+  // waiter, never to a new caller. ---
+  // Associates at once, or waits up to `timeout` (InfiniteDuration: no limit; zero or less:
+  // one try) for a MID: DeadlineExceeded when none could be had in time. Spurious wake-ups
+  // never surface.
+  absl::StatusOr<Mid> AssociateWait(void* context, absl::Duration timeout,
+                                    AssociateOptions options = {}) noexcept;
+  // Associates at once (the handle's mid()), or queues the request: `done` then runs exactly
+  // once (MidWaitCallback). InvalidArgument for a null context or callback; ResourceExhausted
+  // when the request's node could not be allocated.
+  absl::StatusOr<MidWait> AssociateAsync(void* context, MidWaitCallback done,
+                                         AssociateOptions options = {}) noexcept;
+  // Waiters queued now.
+  [[nodiscard]] std::uint32_t waiters() const noexcept;
+
   // Dissociates every MID in use and hands each context to `fn` exactly once, after its MID
-  // is free. Racing MapAndDissociate calls never receive a context `fn` also received. `fn`
+  // is free. Discarded MIDs are freed too, their late context (when not taken and not null)
+  // handed to `fn`. Racing MapAndDissociate calls never receive a context `fn` also received. `fn`
   // may call any operation on this atlas except destruction. Returns how many it handed out.
   std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
 
@@ -228,10 +309,18 @@ class TypedMidAtlas {
     std::uint32_t max_mids = kMaxMidsLimit;
     std::uint32_t initial_mids = 50;
     std::function<void(T*)> context_destructor{};
+    // As AtlasOptions.
+    std::uint32_t reserved_mids = 0;
+    std::vector<Mid> excluded_mids{};
+    std::uint32_t generation_bits = 0;
   };
 
   static absl::StatusOr<TypedMidAtlas> Create(Options options) {
-    AtlasOptions untyped{.max_mids = options.max_mids, .initial_mids = options.initial_mids};
+    AtlasOptions untyped{.max_mids = options.max_mids,
+                         .initial_mids = options.initial_mids,
+                         .reserved_mids = options.reserved_mids,
+                         .excluded_mids = std::move(options.excluded_mids),
+                         .generation_bits = options.generation_bits};
     if (options.context_destructor) {
       try {  // wrapping the destructor may allocate
         untyped.context_destructor = [destroy = std::move(options.context_destructor)](void* p) {

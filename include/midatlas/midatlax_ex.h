@@ -54,8 +54,7 @@ typedef uint8_t BOOLEAN;
 #define STATUS_CANCELLED MIDATLAS_NTSTATUS_VALUE(0xC0000120UL)
 #endif
 
-/* How an association picks among the free MIDs. This release implements COMPACT:
- * RxCreateMidAtlasEx refuses (returns NULL for) CYCLIC and RANDOM. */
+/* How an association picks among the free MIDs. */
 #define RX_MID_REUSE_COMPACT 0 /* recently freed low MIDs first: values stay low */
 #define RX_MID_REUSE_CYCLIC 1  /* refused by RxCreateMidAtlasEx */
 #define RX_MID_REUSE_RANDOM 2  /* refused by RxCreateMidAtlasEx */
@@ -102,6 +101,69 @@ PRX_MID_ATLAS RxCreateMidAtlasEx(const RX_MID_ATLAS_PARAMETERS* Parameters);
  * values are never handed out by any call. */
 NTSTATUS RxAssociateContextWithMidEx(PRX_MID_ATLAS MidAtlas, PVOID Context, ULONG Flags,
                                      PUSHORT NewMid);
+
+/* ---- Quarantine (after a cancel or a timeout) ----------------------------------------- */
+
+/* Takes the context of an in-use MID and keeps the MID held: it counts in use and against
+ * the limits, is never handed out, maps to NULL, and keeps LateContext (may be NULL) for a
+ * response that still arrives. SUCCESS with *ContextPointer = its context. A MID not in use
+ * (free, stale generation, already discarded): STATUS_INVALID_PARAMETER, *ContextPointer =
+ * NULL, nothing changed. STATUS_INSUFFICIENT_RESOURCES when the atlas's first discard could
+ * not allocate its quarantine (2 words per MID of the range). Of racing Discard and
+ * RxMapAndDissociateMidFromContext calls on one MID exactly one gets the context.
+ * Afterwards RxMapAndDissociateMidFromContext of the MID answers STATUS_CANCELLED with
+ * *ContextPointer = LateContext the first time and NULL afterwards, and the MID stays
+ * discarded (9P: a reply that beats the Rflush is still honoured, flush(5); DNS: pass NULL and
+ * drop late answers). RxReassociateMid of a discarded MID: STATUS_INVALID_PARAMETER. */
+NTSTATUS RxDiscardMid(PRX_MID_ATLAS MidAtlas, USHORT Mid, PVOID LateContext,
+                      PVOID* ContextPointer);
+
+/* Ends a discarded MID's quarantine: SUCCESS, the MID is free (or handed to a waiter), and
+ * *LateContextPointer (when not NULL) = LateContext unless a late
+ * RxMapAndDissociateMidFromContext took it (then NULL): LateContext goes out exactly once.
+ * Not discarded, stale generation, free: STATUS_INVALID_PARAMETER, *LateContextPointer =
+ * NULL. Of racing calls exactly one succeeds. RxIterateMidAtlasAndRemove also ends every
+ * quarantine, handing a LateContext not yet taken (and not NULL) to its routine; destruction
+ * hands such a LateContext to the destructor. */
+NTSTATUS RxReleaseDiscardedMid(PRX_MID_ATLAS MidAtlas, USHORT Mid, PVOID* LateContextPointer);
+
+/* MIDs in quarantine now (exact when no call runs). */
+USHORT RxGetNumberOfDiscardedMids(PRX_MID_ATLAS MidAtlas);
+
+/* ---- Waiting for a free MID (FIFO hand-off, no lost wake-ups) -------------------------- */
+
+/* Associates Context, waiting up to TimeoutMilliseconds (0: one try; 0xFFFFFFFF: no limit)
+ * for a MID. SUCCESS, or STATUS_TIMEOUT when none could be had in time. Flags as
+ * RxAssociateContextWithMidEx; bad arguments: STATUS_INVALID_PARAMETER. */
+NTSTATUS RxAssociateContextWithMidWait(PRX_MID_ATLAS MidAtlas, PVOID Context, ULONG Flags,
+                                       ULONG TimeoutMilliseconds, PUSHORT NewMid);
+
+typedef struct _RX_MID_WAIT_BLOCK {
+  PVOID Reserved[8];
+} RX_MID_WAIT_BLOCK, *PRX_MID_WAIT_BLOCK;
+
+typedef VOID (*PRX_MID_WAIT_ROUTINE)(PRX_MID_WAIT_BLOCK WaitBlock, PVOID Context,
+                                     NTSTATUS Status, USHORT Mid);
+
+/* SUCCESS: associated now, *NewMid set, Routine never called. STATUS_PENDING: queued;
+ * Routine is called exactly once, either (SUCCESS, mid) with Context already associated to
+ * mid, on the thread that freed the MID, or (STATUS_CANCELLED, 0) after RxCancelMidWait or
+ * destruction. WaitBlock is the caller's (nothing is allocated per wait) and must live until
+ * Routine is called. STATUS_INVALID_PARAMETER (nothing changed) for unknown flag bits, a NULL
+ * context, routine, wait block or NewMid, or a wait block still queued. Routines may call any
+ * atlas function but RxDestroyMidAtlas. */
+NTSTATUS RxAssociateContextWithMidAsync(PRX_MID_ATLAS MidAtlas, PVOID Context, ULONG Flags,
+                                        PRX_MID_WAIT_BLOCK WaitBlock,
+                                        PRX_MID_WAIT_ROUTINE Routine, PUSHORT NewMid);
+
+/* TRUE: WaitBlock was queued; its Routine has been called with STATUS_CANCELLED before this
+ * returns. FALSE: a MID was already handed to it (its Routine runs or ran with SUCCESS). */
+BOOLEAN RxCancelMidWait(PRX_MID_ATLAS MidAtlas, PRX_MID_WAIT_BLOCK WaitBlock);
+
+/* Waiters queued now, blocking and asynchronous. Queued waiters are served in arrival order
+ * among those whose flags allow the MID; while an eligible waiter is queued a freed MID goes
+ * to it, never to a new caller, and every MID freed then reaches a waiter. */
+USHORT RxGetNumberOfWaiters(PRX_MID_ATLAS MidAtlas);
 
 #ifdef __cplusplus
 } /* extern "C" */

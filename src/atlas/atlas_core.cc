@@ -205,8 +205,12 @@ bool AtlasCore::ForEachLeaf(Visit&& visit) const {
 }
 
 AtlasCore::~AtlasCore() {
-  // Single-threaded by contract. First hand out every context, so that a destructor callback
-  // that still maps a MID sees a consistent (empty) atlas; then free the maps.
+  // Single-threaded by contract. Queued waiters are cancelled first (their completions may
+  // still call into the atlas), then the late contexts of discarded MIDs and every context
+  // are handed out, so that a destructor callback that still maps a MID sees a consistent
+  // (empty) atlas; then the maps are freed.
+  CancelAllWaiters();
+  DestroyDiscards();
   ForEachLeaf<WalkMode::kQuiescent>([this](std::uint32_t, DirectoryMap*, LeafMap* leaf) {
     if (leaf != nullptr) {
       leaf->DrainQuiescent([this](void* context) {
@@ -464,28 +468,42 @@ AtlasCore::TakeResult AtlasCore::GrowLeaf(HazardGuard& guard, DirectoryMap& dir,
 AtlasResult AtlasCore::DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept {
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
-  const RecordLease lease;
-  LeafHazardGuard guard(lease.record());
-  const ProtectedLeaf found = ProtectLeafOnce(guard, leaf_index);
-  void* context = found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
-  if (context == nullptr) return AtlasResult::kInvalidArgument;
-  MIDATLAS_CHAOS_POINT();
-  ReleaseSlot(found.dir, *found.leaf, slot);
-  *context_out = context;
+  FreeOutcome freed;
+  {
+    const RecordLease lease;
+    LeafHazardGuard guard(lease.record());
+    const ProtectedLeaf found = ProtectLeafOnce(guard, leaf_index);
+    void* context =
+        found.leaf == nullptr ? nullptr : found.leaf->TakeContext(slot);  // (atlas:D1)
+    if (context == nullptr) return AtlasResult::kInvalidArgument;
+    MIDATLAS_CHAOS_POINT();
+    freed = ReleaseSlot(found.dir, *found.leaf, slot);
+    *context_out = context;
+  }
+  Settle(freed);  // no hazard held: the completions may call into the atlas
   return AtlasResult::kOk;
 }
 
-void AtlasCore::ReleaseSlot(DirectoryMap* dir, LeafMap& leaf, std::uint32_t slot) noexcept {
+AtlasCore::FreeOutcome AtlasCore::ReleaseSlot(DirectoryMap* dir, LeafMap& leaf,
+                                              std::uint32_t slot) noexcept {
+  // WQ2: a MID freed while an eligible waiter is queued goes to the oldest one, the same
+  // index under its next generation, whatever the reuse policy; it stays held and admitted.
+  if (waits_.count() != 0) [[unlikely]] {  // (wait:W1)
+    if (Waiter* handed = HandOff(leaf, slot)) return {.handed = handed};
+  }
   if (leaf.index() == 0) {
     leaf.stack().Push(leaf.links(), slot);                // (stack:S2)
     if (reserved_ != 0) ReleaseAdmission();               // (atlas:Q2), after the push (RS1)
-    return;
+  } else {
+    CountSubordinateFreed();  // (atlas:C2)
+    const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
+    if (reserved_ != 0) ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
+    if (free_after == 1) hints_.SetIfClear(leaf.index());                    // (hints:L3)
+    if (free_after == leaf.usable_slots()) OnLeafDrained(*dir, leaf);
   }
-  CountSubordinateFreed();  // (atlas:C2)
-  const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
-  if (reserved_ != 0) ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
-  if (free_after == 1) hints_.SetIfClear(leaf.index());                    // (hints:L3)
-  if (free_after == leaf.usable_slots()) OnLeafDrained(*dir, leaf);
+  // WQ1: a waiter queued between the check above and the push may have missed the MID.
+  if (waits_.count() != 0) [[unlikely]] return {.serve_queue = true};  // (wait:W1)
+  return {};
 }
 
 // ----------------------------------------------------------------------------------------
@@ -571,16 +589,20 @@ AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexce
     }
   }
   MIDATLAS_CHAOS_POINT();
-  const RecordLease lease;
-  LeafHazardGuard guard(lease.record());
-  const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
-  // Ours alone now; only reassociates counted in before the mark may still replace it.
-  void* context = found.leaf->TakeContext(slot);  // (atlas:D1)
-  // (atlas:G6) acq_rel: GN2's hand-off. Release passes our take to the reassociate that
-  // pushes; acquire sees the cell writes of those that counted out before.
-  const std::uint32_t before = state_word.fetch_or(kPushPending, std::memory_order_acq_rel);
-  if ((before >> kUsersShift) == 0) ReleaseSlot(found.dir, *found.leaf, slot);
-  *context_out = context;
+  FreeOutcome freed;
+  {
+    const RecordLease lease;
+    LeafHazardGuard guard(lease.record());
+    const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
+    // Ours alone now; only reassociates counted in before the mark may still replace it.
+    void* context = found.leaf->TakeContext(slot);  // (atlas:D1)
+    // (atlas:G6) acq_rel: GN2's hand-off. Release passes our take to the reassociate that
+    // pushes; acquire sees the cell writes of those that counted out before.
+    const std::uint32_t before = state_word.fetch_or(kPushPending, std::memory_order_acq_rel);
+    if ((before >> kUsersShift) == 0) freed = ReleaseSlot(found.dir, *found.leaf, slot);
+    *context_out = context;
+  }
+  Settle(freed);
   return AtlasResult::kOk;
 }
 
@@ -602,17 +624,22 @@ AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexc
     }
   }
   MIDATLAS_CHAOS_POINT();
-  const RecordLease lease;
-  LeafHazardGuard guard(lease.record());
-  const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
-  const bool replaced = found.leaf->ReplaceContext(slot, new_context);  // (atlas:R1)/(atlas:R2)
-  // (atlas:G8) acq_rel: count out. Release passes our CAS to the pusher; acquire, when we are
-  // the last one out after the dissociate's hand-off (atlas:G6), sees its take.
-  const std::uint32_t after =
-      state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
-  if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) {
-    ReleaseSlot(found.dir, *found.leaf, slot);
+  FreeOutcome freed;
+  bool replaced = false;
+  {
+    const RecordLease lease;
+    LeafHazardGuard guard(lease.record());
+    const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
+    replaced = found.leaf->ReplaceContext(slot, new_context);  // (atlas:R1)/(atlas:R2)
+    // (atlas:G8) acq_rel: count out. Release passes our CAS to the pusher; acquire, when we
+    // are the last one out after the dissociate's hand-off (atlas:G6), sees its take.
+    const std::uint32_t after =
+        state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
+    if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) {
+      freed = ReleaseSlot(found.dir, *found.leaf, slot);
+    }
   }
+  Settle(freed);
   return replaced ? AtlasResult::kOk : AtlasResult::kInvalidArgument;
 }
 
@@ -712,6 +739,17 @@ std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
     for (std::uint32_t slot = 0; slot < valid; ++slot) {
       void* context = nullptr;
       Mid mid = MidOf(leaf_index, slot);
+      // A discarded MID is freed too, its late context (when not taken yet) handed to `fn`.
+      if (const DiscardTable* table = discards(); table != nullptr) {
+        const DiscardTable::Word word = table->Load(mid);  // (discard:Q2)
+        if (word.discarded() && ReleaseDiscarded(word.mid(), &context) == AtlasResult::kOk) {
+          if (context != nullptr) {
+            fn(context);
+            ++removed;
+          }
+          continue;
+        }
+      }
       if (states_ != nullptr) {
         // (atlas:G9) acquire: pairs with (atlas:G2); the generation live now (a stale one
         // only makes the dissociate below answer "not in use", as a racing dissociate would).
@@ -719,8 +757,9 @@ std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
         mid = static_cast<Mid>((GenOf(state) << index_bits_) | mid);
       }
       // Each MID goes through the ordinary dissociate path, so racing dissociates and the
-      // shrink policy see nothing special, and no hazard is held while `fn` runs.
-      if (MapAndDissociate(mid, &context) == AtlasResult::kOk) {
+      // shrink policy see nothing special, and no hazard is held while `fn` runs. A MID
+      // discarded meanwhile is left to its release.
+      if (MapAndDissociate(mid, &context, /*take_late=*/false) == AtlasResult::kOk) {
         fn(context);
         ++removed;
       }

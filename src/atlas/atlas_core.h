@@ -10,11 +10,14 @@
 //   (atlas:C1)/(atlas:C2)/(atlas:C3) count MIDs held beyond the first map (relaxed)
 //   (atlas:Q1)/(atlas:Q2) admit and release MIDs against the reserve (acq_rel / release)
 //   (atlas:G1)-(atlas:G9), (atlas:M2) the per-index generation states (GN1-GN3)
+//   (discard:Q9)/(discard:Q10) publish and find the quarantine table (discard_table.h)
+//   (wait:W5) the waiter's fence before its last try (wait_queue.h)
 #ifndef MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 #define MIDATLAS_SRC_ATLAS_ATLAS_CORE_H_
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,8 +26,10 @@
 
 #include "absl/functional/function_ref.h"
 #include "atlas/context_region.h"
+#include "atlas/discard_table.h"
 #include "atlas/leaf_hints.h"
 #include "atlas/map_nodes.h"
+#include "atlas/wait_queue.h"
 #include "instrumentation/atomic.h"
 #include "instrumentation/chaos.h"
 #include "midatlas/mid_atlas.h"
@@ -38,7 +43,13 @@ enum class AtlasResult : std::uint8_t {
   kAllInUse,
   kOutOfMemory,
   kInvalidArgument,
+  kCancelled,  // a discarded MID's late response; a wait cancelled
+  kTimeout,    // a wait that found no MID in time
+  kPending,    // a wait queued
 };
+
+// A wait's deadline; empty: none.
+using WaitDeadline = std::optional<std::chrono::steady_clock::time_point>;
 
 // What an atlas is created with, beyond the RDBSS pair (docs/DESIGN.md section 10).
 struct AtlasConfig {
@@ -84,9 +95,36 @@ class AtlasCore {
   // With `use_reserve`, the reserved capacity may be taken too (reserved_mids()).
   AtlasResult Associate(void* context, Mid* mid_out, bool use_reserve = false) noexcept;
   [[nodiscard]] void* Map(Mid mid) const noexcept;
-  AtlasResult MapAndDissociate(Mid mid, void** context_out) noexcept;
+  // A discarded MID answers kCancelled with its late context the first time (when
+  // `take_late`; else it leaves it) and null afterwards.
+  AtlasResult MapAndDissociate(Mid mid, void** context_out, bool take_late = true) noexcept;
   AtlasResult Reassociate(Mid mid, void* new_context) noexcept;
   std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
+
+  // Quarantine (docs/DESIGN.md 10.6): takes the context of an in-use MID and keeps the MID
+  // held, mapping to null, with `late_context` for a response that still arrives.
+  AtlasResult Discard(Mid mid, void* late_context, void** context_out) noexcept;
+  // Frees a discarded MID (or hands it to a waiter); *late_out = the late context unless a
+  // late MapAndDissociate took it.
+  AtlasResult ReleaseDiscarded(Mid mid, void** late_out) noexcept;
+  [[nodiscard]] std::uint32_t discarded_mids() const noexcept;
+
+  // Waiting (docs/DESIGN.md 10.8). Associates at once, or waits in the FIFO until a MID is
+  // handed over or the deadline passes (kTimeout). A past deadline makes it one try.
+  AtlasResult AssociateWait(void* context, Mid* mid_out, bool use_reserve,
+                            WaitDeadline deadline) noexcept;
+  // Associates at once (kOk), or queues `waiter` (kPending): its completion then runs exactly
+  // once, with kOk on the thread that freed the MID or with kCancelled. The caller fills
+  // waiter->complete / user / user_routine; the rest is set here.
+  AtlasResult AssociateAsync(void* context, bool use_reserve, Waiter* waiter,
+                             Mid* mid_out) noexcept;
+  // true: `waiter` was queued, and its completion has run with kCancelled; false: it was
+  // already handed a MID (or was never queued here).
+  bool CancelWait(Waiter* waiter) noexcept;
+  [[nodiscard]] std::uint32_t waiters() const noexcept { return waits_.count(); }
+  // Whether `waiter` is on this atlas's queue now (its `queue` field may hold anything when
+  // it never was).
+  [[nodiscard]] bool IsQueued(const Waiter* waiter) noexcept;
   [[nodiscard]] std::uint32_t max_mids() const noexcept { return max_mids_; }
   [[nodiscard]] std::uint32_t initial_mids() const noexcept { return initial_mids_; }
   [[nodiscard]] std::uint32_t reserved_mids() const noexcept { return reserved_; }
@@ -143,9 +181,47 @@ class AtlasCore {
   AtlasResult DissociateBeyondBound(Mid mid, void** context_out) noexcept;
   AtlasResult ReassociateGenerational(Mid mid, void* new_context) noexcept;
   ProtectedLeaf LeafOfHeldIndex(HazardSlot& guard, std::uint32_t leaf_index) const noexcept;
-  // The slot of a MID just freed goes back to its leaf's free stack, with the bookkeeping
-  // every dissociate does (counts, hints, the shrink policy, the admission).
-  void ReleaseSlot(DirectoryMap* dir, LeafMap& leaf, std::uint32_t slot) noexcept;
+  // The slot of a MID just freed goes to the oldest eligible waiter, or back to its leaf's
+  // free stack with the bookkeeping every dissociate does (counts, hints, the shrink policy,
+  // the admission). Returns what is left to do once the caller holds no hazard (Settle): the
+  // waiter it went to, whose completion runs then, or a serve of the queue.
+  struct FreeOutcome {
+    Waiter* handed = nullptr;
+    bool serve_queue = false;
+  };
+  [[nodiscard]] FreeOutcome ReleaseSlot(DirectoryMap* dir, LeafMap& leaf,
+                                        std::uint32_t slot) noexcept;
+  // Runs what ReleaseSlot left: never under a hazard, since completions may call the atlas.
+  void Settle(FreeOutcome outcome) noexcept;
+
+  // --- Quarantine (atlas_discard.cc) ---
+  DiscardTable* DiscardsOrCreate() noexcept;
+  [[nodiscard]] DiscardTable* discards() const noexcept {
+    // (discard:Q10) acquire: pairs with (discard:Q9), so the table's idle words are visible.
+    return discards_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] std::uint32_t IndexOfValue(Mid mid) const noexcept { return mid & index_mask_; }
+  // MapAndDissociate found no context: a discarded MID's late response, a discard still in
+  // progress (waited for), or a MID not in use.
+  AtlasResult DissociateMissed(Mid mid, void** context_out, bool take_late) noexcept;
+  AtlasResult DissociateOnce(Mid mid, void** context_out) noexcept;
+  // Frees a held index whose context is already taken: the (leaf, slot) lookup and
+  // ReleaseSlot, or the generational push hand-off (GN2).
+  [[nodiscard]] FreeOutcome FreeHeldIndex(std::uint32_t index) noexcept;
+  void DestroyDiscards() noexcept;
+
+  // --- Waiting (atlas_waiting.cc) ---
+  AtlasResult AssociateUnqueued(void* context, Mid* mid_out, bool use_reserve) noexcept;
+  AtlasResult AssociateBehindWaiters(void* context, Mid* mid_out, bool use_reserve) noexcept;
+  AtlasResult Enqueue(Waiter* waiter) noexcept;
+  // Under waits_.mutex(): serves queued waiters, oldest first, with free MIDs; returns them.
+  [[nodiscard]] Waiter* ServeQueueLocked() noexcept;
+  [[nodiscard]] Waiter* ServeQueue() noexcept;
+  [[nodiscard]] Waiter* HandOff(LeafMap& leaf, std::uint32_t slot) noexcept;
+  static void CompleteServed(Waiter* served) noexcept;
+  // The leaf-0 dissociate's free with waiters queued (out of line).
+  void FreeLeafZeroSlotToWaiters(std::uint32_t slot) noexcept;
+  void CancelAllWaiters() noexcept;
   // The context is published; returns the MID (with G > 0, after the state goes live).
   Mid PublishAssociation(LeafMap& leaf, std::uint32_t slot, void* context) noexcept {
     leaf.PublishContext(slot, context);  // (atlas:A2)
@@ -273,6 +349,10 @@ class AtlasCore {
   // RS1: MIDs admitted against the reserve (only when reserved_ != 0): incremented before a
   // MID is taken, decremented after it is freed or the take failed. A line of its own.
   alignas(64) Atomic<std::uint32_t> admitted_{0};
+  // The quarantine, created by the first discard (null until then).
+  Atomic<DiscardTable*> discards_{nullptr};
+  // The FIFO of waiters; its count sits on a line of its own.
+  WaitQueue waits_;
 };
 
 // ----------------------------------------------------------------------------------------
@@ -303,6 +383,15 @@ inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out, bool use_re
   if (context == nullptr || mid_out == nullptr) [[unlikely]] {
     return AtlasResult::kInvalidArgument;
   }
+  // No barging (docs/DESIGN.md 10.8): while a waiter is queued, a new caller goes behind it.
+  if (waits_.maybe_waiting()) [[unlikely]] {
+    return AssociateBehindWaiters(context, mid_out, use_reserve);
+  }
+  return AssociateUnqueued(context, mid_out, use_reserve);
+}
+
+inline AtlasResult AtlasCore::AssociateUnqueued(void* context, Mid* mid_out,
+                                                bool use_reserve) noexcept {
   if (reserved_ != 0) [[unlikely]] return AssociateAdmitted(context, mid_out, use_reserve);
   if (TakeFromLeaf(*leaf0_, context, mid_out)) [[likely]] return AtlasResult::kOk;
   return AssociateBeyondLeafZero(context, mid_out);
@@ -324,16 +413,26 @@ inline bool AtlasCore::TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) 
 
 // MapAndDissociate: lock-free. Linearization point: the exchange that takes the context
 // (atlas:D1), or the load / failed protection that shows the MID free.
-inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out) noexcept {
+inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out,
+                                               bool take_late) noexcept {
   if (context_out == nullptr) [[unlikely]] return AtlasResult::kInvalidArgument;
   *context_out = nullptr;
-  if (mid >= map_bound_) [[unlikely]] return DissociateBeyondBound(mid, context_out);
-  if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
+  if (mid >= map_bound_ || (std::uint32_t{mid} >> leaf_shift_) != 0) [[unlikely]] {
+    const AtlasResult result = DissociateOnce(mid, context_out);
+    if (result != AtlasResult::kInvalidArgument) return result;
+    return DissociateMissed(mid, context_out, take_late);
+  }
   void* context = leaf0_->TakeContext(mid);  // (atlas:D1)
-  if (context == nullptr) return AtlasResult::kInvalidArgument;
+  if (context == nullptr) return DissociateMissed(mid, context_out, take_late);
+  *context_out = context;
+  if (waits_.count() != 0) [[unlikely]] {  // (wait:W1) before the push: hand the MID over
+    FreeLeafZeroSlotToWaiters(mid);
+    return AtlasResult::kOk;
+  }
   leaf0_->stack().Push(leaf0_->links(), mid);  // free after use: (stack:S2) releases the slot
   if (reserved_ != 0) [[unlikely]] ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
-  *context_out = context;
+  // (wait:W1) after the push: a waiter queued meanwhile may have missed it (wait_queue.h).
+  if (waits_.count() != 0) [[unlikely]] Settle({.serve_queue = true});
   return AtlasResult::kOk;
 }
 

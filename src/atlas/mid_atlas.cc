@@ -1,7 +1,9 @@
 #include "midatlas/mid_atlas.h"
 
 #include <algorithm>
+#include <chrono>
 #include <new>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +26,11 @@ absl::Status ErrorFor(AtlasResult result) noexcept {
       return {absl::StatusCode::kUnavailable, {}};
     case AtlasResult::kOutOfMemory:
       return {absl::StatusCode::kResourceExhausted, {}};
+    case AtlasResult::kCancelled:
+      return {absl::StatusCode::kCancelled, {}};
+    case AtlasResult::kTimeout:
+      return {absl::StatusCode::kDeadlineExceeded, {}};
+    case AtlasResult::kPending:
     case AtlasResult::kInvalidArgument:
     case AtlasResult::kOk:
       break;
@@ -153,5 +160,146 @@ std::uint32_t MidAtlas::generation_bits() const noexcept { return core_->generat
 MidLayout MidAtlas::layout() const noexcept { return core_->layout(); }
 std::uint32_t MidAtlas::mids_in_use() const noexcept { return core_->mids_in_use(); }
 AtlasStats MidAtlas::stats() const noexcept { return core_->stats(); }
+
+}  // namespace midatlas
+
+// ---- Quarantine and waiting ------------------------------------------------------------
+
+namespace midatlas {
+
+namespace internal {
+
+// A queued AssociateAsync: the core's Waiter, the callback, and whether its completion has
+// started (after which the handle may free the node).
+struct AsyncWaitNode {
+  Waiter waiter{};
+  MidWaitCallback done;
+  // (wait:W6) release by the completion, once it no longer touches the node except through
+  // its own copy of the callback; acquire by the handle (wait:W7) before it frees the node.
+  Atomic<bool> released{false};
+
+  static void Complete(Waiter* waiter, AtlasResult result, Mid mid) {
+    auto* node = reinterpret_cast<AsyncWaitNode*>(waiter);  // `waiter` is the first member
+    MidWaitCallback done = std::move(node->done);
+    node->released.store(true, std::memory_order_release);  // (wait:W6) release
+    if (result == AtlasResult::kOk) {
+      done(mid);
+    } else {
+      done(absl::Status(absl::StatusCode::kCancelled, "the wait for a MID was cancelled"));
+    }
+  }
+};
+
+}  // namespace internal
+
+using internal::AsyncWaitNode;
+
+absl::StatusOr<void*> MidAtlas::Discard(Mid mid, void* late_context) noexcept {
+  void* context = nullptr;
+  const AtlasResult result = core_->Discard(mid, late_context, &context);
+  if (result == AtlasResult::kOk) return context;
+  return ErrorFor(result);
+}
+
+absl::StatusOr<void*> MidAtlas::ReleaseDiscarded(Mid mid) noexcept {
+  void* late = nullptr;
+  const AtlasResult result = core_->ReleaseDiscarded(mid, &late);
+  if (result == AtlasResult::kOk) return late;
+  return ErrorFor(result);
+}
+
+absl::StatusOr<Dissociated> MidAtlas::MapAndDissociateOrLate(Mid mid) noexcept {
+  void* context = nullptr;
+  const AtlasResult result = core_->MapAndDissociate(mid, &context);
+  if (result == AtlasResult::kOk) return Dissociated{.context = context, .late = false};
+  if (result == AtlasResult::kCancelled) return Dissociated{.context = context, .late = true};
+  return ErrorFor(result);
+}
+
+std::uint32_t MidAtlas::discarded_mids() const noexcept { return core_->discarded_mids(); }
+
+absl::StatusOr<Mid> MidAtlas::AssociateWait(void* context, absl::Duration timeout,
+                                            AssociateOptions options) noexcept {
+  internal::WaitDeadline deadline;
+  if (timeout != absl::InfiniteDuration()) {
+    deadline = std::chrono::steady_clock::now() +
+               absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration()));
+  }
+  Mid mid = 0;
+  const AtlasResult result = core_->AssociateWait(context, &mid, options.use_reserve, deadline);
+  if (result == AtlasResult::kOk) return mid;
+  return ErrorFor(result == AtlasResult::kAllInUse ? AtlasResult::kTimeout : result);
+}
+
+absl::StatusOr<MidWait> MidAtlas::AssociateAsync(void* context, MidWaitCallback done,
+                                                 AssociateOptions options) noexcept {
+  if (context == nullptr || !done) return ErrorFor(AtlasResult::kInvalidArgument);
+  MidWait wait;
+  Mid mid = 0;
+  // Try first, so that a MID to be had now costs no node.
+  if (!core_->waiters()) {
+    const AtlasResult now = core_->Associate(context, &mid, options.use_reserve);
+    if (now == AtlasResult::kOk) {
+      wait.mid_ = mid;
+      return wait;
+    }
+    if (now != AtlasResult::kAllInUse) return ErrorFor(now);
+  }
+  auto* node = new (std::nothrow) AsyncWaitNode{};
+  if (node == nullptr) return ErrorFor(AtlasResult::kOutOfMemory);
+  node->done = std::move(done);
+  node->waiter.complete = &AsyncWaitNode::Complete;
+  const AtlasResult result = core_->AssociateAsync(context, options.use_reserve, &node->waiter, &mid);
+  if (result == AtlasResult::kPending) {
+    wait.core_ = core_;
+    wait.node_ = node;
+    return wait;
+  }
+  delete node;  // never queued
+  if (result == AtlasResult::kOk) {
+    wait.mid_ = mid;
+    return wait;
+  }
+  return ErrorFor(result);
+}
+
+std::uint32_t MidAtlas::waiters() const noexcept { return core_->waiters(); }
+
+MidWait::MidWait(MidWait&& other) noexcept
+    : mid_(other.mid_), core_(other.core_), node_(other.node_) {
+  other.core_ = nullptr;
+  other.node_ = nullptr;
+}
+
+MidWait& MidWait::operator=(MidWait&& other) noexcept {
+  if (this != &other) {
+    Cancel();
+    mid_ = other.mid_;
+    core_ = other.core_;
+    node_ = other.node_;
+    other.core_ = nullptr;
+    other.node_ = nullptr;
+  }
+  return *this;
+}
+
+MidWait::~MidWait() { Cancel(); }
+
+bool MidWait::Cancel() noexcept {
+  if (node_ == nullptr) return false;
+  // A completed request (handed a MID, or cancelled by the atlas's destruction) needs no
+  // atlas: the handle may outlive it then.
+  // (wait:W8) acquire: pairs with (wait:W6).
+  const bool cancelled = !node_->released.load(std::memory_order_acquire) &&
+                         core_->CancelWait(&node_->waiter);
+  // Not cancelled: a hand-off (or the atlas's destruction) completes it; its completion
+  // lets go of the node in a few instructions, after the queue's mutex.
+  // (wait:W7) acquire: pairs with (wait:W6).
+  while (!node_->released.load(std::memory_order_acquire)) std::this_thread::yield();
+  delete node_;
+  node_ = nullptr;
+  core_ = nullptr;
+  return cancelled;
+}
 
 }  // namespace midatlas

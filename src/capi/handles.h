@@ -16,6 +16,7 @@
 #include "atlas/atlas_core.h"
 #include "midatlas/mid_atlas.h"
 #include "midatlas/midatlax.h"
+#include "midatlas/midatlax_ex.h"
 #include "midatlas/net_name_table.h"
 #include "midatlas/netname.h"
 #include "netname/net_name_core.h"
@@ -54,6 +55,12 @@ inline NTSTATUS ToNtStatus(AtlasResult result) noexcept {
       return STATUS_INSUFFICIENT_RESOURCES;
     case AtlasResult::kInvalidArgument:
       return STATUS_INVALID_PARAMETER;
+    case AtlasResult::kCancelled:
+      return STATUS_CANCELLED;
+    case AtlasResult::kTimeout:
+      return STATUS_TIMEOUT;
+    case AtlasResult::kPending:
+      return STATUS_PENDING;
   }
   return STATUS_UNSUCCESSFUL;
 }

@@ -87,6 +87,9 @@ inline Code CodeOf(AtlasResult result) {
     case AtlasResult::kInvalidArgument:
       return Code::kInvalid;
     case AtlasResult::kOutOfMemory:
+    case AtlasResult::kCancelled:
+    case AtlasResult::kTimeout:
+    case AtlasResult::kPending:
       return Code::kOther;
   }
   return Code::kOther;
