@@ -117,14 +117,14 @@ AtlasResult AtlasCore::DissociateOnce(Mid mid, void** context_out) noexcept {
 
 AtlasResult AtlasCore::DissociateMissed(Mid mid, void** context_out, bool take_late) noexcept {
   const std::uint32_t index = IndexOfValue(mid);
+  if (index >= mids_end_) return AtlasResult::kInvalidArgument;
   while (true) {
-    DiscardTable* table = discards();  // (discard:Q10)
-    if (table == nullptr || index >= mids_end_) return AtlasResult::kInvalidArgument;
     // QD3: the miss read the cell (or the state) relaxed; read it again with acquire, so that
-    // if a discard's take is what emptied it, its claim (discard:Q1) is visible below.
+    // if a discard's take is what emptied it, the table and the claim (discard:Q1) that came
+    // before that take are visible below.
     if (states_ != nullptr) {
       // (atlas:G11) acquire: pairs with the discard's dead mark (atlas:G10).
-      if (states_[index].load(std::memory_order_acquire) == 0) return AtlasResult::kInvalidArgument;
+      static_cast<void>(states_[index].load(std::memory_order_acquire));
     } else {
       // (atlas:M3) acquire: pairs with the discard's take (atlas:D1).
       if (contexts_[index].load(std::memory_order_acquire) != nullptr) {
@@ -133,6 +133,8 @@ AtlasResult AtlasCore::DissociateMissed(Mid mid, void** context_out, bool take_l
         continue;
       }
     }
+    DiscardTable* table = discards();  // (discard:Q10)
+    if (table == nullptr) return AtlasResult::kInvalidArgument;
     DiscardTable::Word word = table->Load(index);  // (discard:Q2)
     if (word.phase() == DiscardTable::kPending) {
       WaitForClaim();
