@@ -174,8 +174,8 @@ namespace internal {
 struct AsyncWaitNode {
   Waiter waiter{};
   MidWaitCallback done;
-  // (wait:W6) release by the completion, once it no longer touches the node except through
-  // its own copy of the callback; acquire by the handle (wait:W7) before it frees the node.
+  // Set (wait:W6) by the completion once it no longer touches the node except through its
+  // own copy of the callback; the handle reads it (wait:W7)/(wait:W8) before it frees the node.
   Atomic<bool> released{false};
 
   static void Complete(Waiter* waiter, AtlasResult result, Mid mid) {
