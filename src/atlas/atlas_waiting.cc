@@ -68,7 +68,7 @@ Waiter* AtlasCore::ServeQueueLocked() noexcept {
 }
 
 Waiter* AtlasCore::ServeQueue() noexcept {
-  const std::lock_guard<std::mutex> lock(waits_.mutex());
+  const std::lock_guard<Mutex> lock(waits_.mutex());
   return ServeQueueLocked();
 }
 
@@ -81,7 +81,7 @@ void AtlasCore::Settle(FreeOutcome outcome) noexcept {
 // oldest eligible waiter leaves the queue and the slot is published with its context, so a
 // cancel either finds it queued or finds it served, never between.
 Waiter* AtlasCore::HandOff(LeafMap& leaf, std::uint32_t slot) noexcept {
-  const std::lock_guard<std::mutex> lock(waits_.mutex());
+  const std::lock_guard<Mutex> lock(waits_.mutex());
   // The MID stays held and admitted; an unreserved waiter may have it only while the MIDs
   // admitted (this one included) stay within the unreserved capacity (RS1).
   const bool unreserved_ok =
@@ -109,7 +109,7 @@ AtlasResult AtlasCore::AssociateBehindWaiters(void* context, Mid* mid_out,
   Waiter* served = nullptr;
   AtlasResult result = AtlasResult::kAllInUse;
   {
-    const std::lock_guard<std::mutex> lock(waits_.mutex());
+    const std::lock_guard<Mutex> lock(waits_.mutex());
     served = ServeQueueLocked();
     bool blocked = false;
     for (const Waiter* waiter = waits_.front(); waiter != nullptr; waiter = waiter->next) {
@@ -129,7 +129,7 @@ AtlasResult AtlasCore::AssociateBehindWaiters(void* context, Mid* mid_out,
 AtlasResult AtlasCore::Enqueue(Waiter* waiter) noexcept {
   Waiter* served = nullptr;
   {
-    const std::lock_guard<std::mutex> lock(waits_.mutex());
+    const std::lock_guard<Mutex> lock(waits_.mutex());
     if (waits_.Linked(waiter) && waits_.Contains(waiter)) return AtlasResult::kInvalidArgument;
     waits_.PushBack(waiter);  // (wait:W2)
     // (wait:W5) seq_cst fence: WQ1's Dekker pair. Either this waiter's tries below see a
@@ -205,7 +205,7 @@ AtlasResult AtlasCore::AssociateWait(void* context, Mid* mid_out, bool use_reser
   // The deadline passed: leave the queue, unless a hand-off took us first - then it is
   // completing, and its MID is ours.
   {
-    const std::lock_guard<std::mutex> lock(waits_.mutex());
+    const std::lock_guard<Mutex> lock(waits_.mutex());
     if (waits_.Linked(&waiter)) {
       waits_.Unlink(&waiter);
       return AtlasResult::kTimeout;
@@ -218,14 +218,14 @@ AtlasResult AtlasCore::AssociateWait(void* context, Mid* mid_out, bool use_reser
 }
 
 bool AtlasCore::IsQueued(const Waiter* waiter) noexcept {
-  const std::lock_guard<std::mutex> lock(waits_.mutex());
+  const std::lock_guard<Mutex> lock(waits_.mutex());
   return waits_.Linked(waiter) && waits_.Contains(waiter);
 }
 
 bool AtlasCore::CancelWait(Waiter* waiter) noexcept {
   if (waiter == nullptr) return false;
   {
-    const std::lock_guard<std::mutex> lock(waits_.mutex());
+    const std::lock_guard<Mutex> lock(waits_.mutex());
     if (!waits_.Linked(waiter)) return false;
     waits_.Unlink(waiter);
   }

@@ -19,6 +19,7 @@
 #include <mutex>
 
 #include "instrumentation/atomic.h"
+#include "instrumentation/mutex.h"
 #include "midatlas/mid_atlas.h"
 
 namespace midatlas::internal {
@@ -45,7 +46,7 @@ struct Waiter {
 
 class WaitQueue {
  public:
-  std::mutex& mutex() noexcept { return mutex_; }
+  Mutex& mutex() noexcept { return mutex_; }
 
   // Under mutex(): the list.
   [[nodiscard]] Waiter* front() const noexcept { return head_; }
@@ -66,7 +67,7 @@ class WaitQueue {
   }
 
  private:
-  std::mutex mutex_;
+  Mutex mutex_;
   Waiter* head_ = nullptr;
   Waiter* tail_ = nullptr;
   alignas(64) Atomic<std::uint32_t> count_{0};

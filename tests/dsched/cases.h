@@ -86,8 +86,9 @@ inline Code CodeOf(AtlasResult result) {
       return Code::kUnavailable;
     case AtlasResult::kInvalidArgument:
       return Code::kInvalid;
-    case AtlasResult::kOutOfMemory:
     case AtlasResult::kCancelled:
+      return Code::kCancelled;
+    case AtlasResult::kOutOfMemory:
     case AtlasResult::kTimeout:
     case AtlasResult::kPending:
       return Code::kOther;
@@ -184,9 +185,13 @@ class AtlasCase : public Case {
   static constexpr Mid kNoMid = 0xFFFF;
 
   // --- main thread, before the logical threads run ---
-  void CreateAtlas(std::uint32_t max_mids, std::uint32_t initial_mids) {
-    core_ = AtlasCore::New(max_mids, initial_mids, {});
+  void CreateAtlas(std::uint32_t max_mids, std::uint32_t initial_mids,
+                   std::uint32_t generation_bits = 0) {
+    core_ = AtlasCore::New({.max_mids = max_mids, .initial_mids = initial_mids,
+                            .generation_bits = generation_bits},
+                           {});
     if (core_ == nullptr) std::abort();
+    generation_bits_ = generation_bits;
     initial_.assign(max_mids, 0);
     ops_.clear();
     clock_ = 1;
@@ -197,7 +202,8 @@ class AtlasCase : public Case {
   }
   Mid SetupAssociate(Ctx ctx) {
     Mid mid = 0;
-    if (core_->Associate(AsPointer(ctx), &mid) != AtlasResult::kOk || initial_[mid] != 0) {
+    if (core_->Associate(AsPointer(ctx), &mid) != AtlasResult::kOk || mid >= initial_.size() ||
+        initial_[mid] != 0) {
       Fail("set-up: associate failed");
       return kNoMid;
     }
@@ -238,6 +244,26 @@ class AtlasCase : public Case {
     ops_[i].result = AsCtx(context);
     return AsCtx(context);
   }
+  Ctx Discard(int thread, Mid mid, Ctx late) {
+    const std::size_t i = Begin(thread, Kind::kDiscard);
+    ops_[i].mid = mid;
+    ops_[i].arg = late;
+    void* context = nullptr;
+    const AtlasResult result = core_->Discard(mid, AsPointer(late), &context);
+    End(i, result);
+    ops_[i].result = AsCtx(context);
+    return AsCtx(context);
+  }
+  bool ReleaseDiscarded(int thread, Mid mid, Ctx* late_out) {
+    const std::size_t i = Begin(thread, Kind::kRelease);
+    ops_[i].mid = mid;
+    void* late = nullptr;
+    const AtlasResult result = core_->ReleaseDiscarded(mid, &late);
+    End(i, result);
+    ops_[i].result = AsCtx(late);
+    *late_out = AsCtx(late);
+    return result == AtlasResult::kOk;
+  }
   bool Reassociate(int thread, Mid mid, Ctx ctx) {
     const std::size_t i = Begin(thread, Kind::kReassociate);
     ops_[i].mid = mid;
@@ -249,7 +275,7 @@ class AtlasCase : public Case {
 
   // --- main thread, after the logical threads ---
   void CheckHistory() {
-    lin::Checker checker(initial_, ops_, /*check_unavailable=*/true);
+    lin::Checker checker(initial_, ops_, /*check_unavailable=*/true, generation_bits_);
     if (checker.Linearizable()) return;
     std::vector<Op> sorted = ops_;
     std::sort(sorted.begin(), sorted.end(),
@@ -263,16 +289,28 @@ class AtlasCase : public Case {
   // handed out twice, never more than max, mids_in_use agrees, and LH1 holds for every leaf.
   void CheckQuiescent() {
     const auto max = static_cast<std::uint32_t>(initial_.size());
+    const std::uint32_t index_mask = (1U << (16 - generation_bits_)) - 1;
     std::vector<int> held(max, 0);
-    for (std::uint32_t m = 0; m < max; ++m) held[m] = initial_[m] != 0 ? 1 : 0;
+    std::vector<int> discarded(max, 0);
+    std::vector<Mid> value(max, 0);  // the value each index was last handed out as
+    for (std::uint32_t m = 0; m < max; ++m) {
+      held[m] = initial_[m] != 0 ? 1 : 0;
+      value[m] = static_cast<Mid>(m);
+    }
     for (const Op& op : ops_) {
-      if (op.code != Code::kOk || op.mid >= max) continue;
-      if (op.kind == Kind::kAssociate) ++held[op.mid];
-      if (op.kind == Kind::kDissociate) --held[op.mid];
+      const std::uint32_t index = op.mid & index_mask;
+      if (op.code != Code::kOk || index >= max) continue;
+      if (op.kind == Kind::kAssociate) {
+        ++held[index];
+        value[index] = static_cast<Mid>(op.mid);
+      }
+      if (op.kind == Kind::kDissociate || op.kind == Kind::kRelease) --held[index];
+      if (op.kind == Kind::kDiscard) ++discarded[index];
+      if (op.kind == Kind::kRelease) --discarded[index];
     }
     std::uint32_t total = 0;
     for (std::uint32_t m = 0; m < max; ++m) {
-      const auto mid = static_cast<Mid>(m);
+      const Mid mid = value[m];
       if (held[m] > 1 || held[m] < 0) {
         Fail("MID " + std::to_string(m) + " was handed out " + std::to_string(held[m]) +
              " times more than it was given back (no MID twice)");
@@ -280,7 +318,7 @@ class AtlasCase : public Case {
       }
       total += static_cast<std::uint32_t>(held[m]);
       const bool mapped = core_->Map(mid) != nullptr;
-      if (mapped != (held[m] == 1)) {
+      if (mapped != (held[m] == 1 && discarded[m] == 0)) {
         Fail("MID " + std::to_string(m) + (held[m] == 1 ? " is held but maps to nothing"
                                                         : " is free but maps to a context"));
         return;
@@ -313,6 +351,7 @@ class AtlasCase : public Case {
 
   static constexpr Ctx kPrefillContext = 1000;
   AtlasCore* core_ = nullptr;
+  std::uint32_t generation_bits_ = 0;
   std::vector<Ctx> initial_;
   std::vector<Op> ops_;
 
@@ -467,6 +506,198 @@ class DissociateReassociateIterateCase final : public AtlasCase {
   Mid other_ = 0;
   std::vector<int> received_;
   bool replaced_ = false;
+};
+
+// One MID holding context 1 (in leaf 0, or with `generation_bits` 4, a reused index whose
+// value carries generation 1). t0 discards it with late context 5, t1 map-and-dissociates it,
+// t2 releases it (after a discard, or finding nothing to release). QD1-QD4: exactly one of t0
+// and t1 takes context 1; the late context goes out at most once - to t1 or to the release -
+// and exactly once when a discard and a release both succeed; the history is linearizable
+// against the model with the quarantine.
+class DiscardVsDissociateCase final : public AtlasCase {
+ public:
+  explicit DiscardVsDissociateCase(std::uint32_t generation_bits)
+      : generation_bits_arg_(generation_bits) {}
+  [[nodiscard]] const char* name() const override {
+    return generation_bits_arg_ == 0 ? "discard_vs_dissociate_vs_release"
+                                     : "discard_vs_dissociate_vs_release_gen4";
+  }
+  [[nodiscard]] int threads() const override { return 3; }
+  void Setup() override {
+    CreateAtlas(2, 1, generation_bits_arg_);
+    if (generation_bits_arg_ != 0) {
+      // Generation 0 of index 0 comes and goes, so the MID under test is a reused index.
+      SetupDissociate(SetupAssociate(9));
+      Mid mid = 0;
+      if (core_->Associate(AsPointer(1), &mid) != AtlasResult::kOk) Fail("set-up: associate");
+      // The checker starts from a fresh index; record the reuse as history instead.
+      ops_.clear();
+      initial_.assign(2, 0);
+      RecordSetup(mid, 1);
+      mid_ = mid;
+    } else {
+      mid_ = SetupAssociate(1);
+    }
+    late_seen_ = 0;
+    taken_ = 0;
+    released_ = false;
+  }
+  void Run(int thread) override {
+    if (thread == 0) {
+      if (Discard(0, mid_, 5) == 1) ++taken_;
+    } else if (thread == 1) {
+      const Ctx got = Dissociate(1, mid_);
+      if (got == 1) ++taken_;
+      if (got == 5) ++late_seen_;
+    } else {
+      Ctx late = 0;
+      released_ = ReleaseDiscarded(2, mid_, &late);
+      if (late == 5) ++late_seen_;
+    }
+  }
+  void Check() override {
+    AtlasCase::Check();
+    if (taken_ != 1) Fail("context 1 was taken " + std::to_string(taken_) + " times");
+    if (late_seen_ > 1) Fail("the late context went out twice");
+    const bool discarded = ops_[DiscardOp()].code == Code::kOk;
+    if (discarded && released_ && late_seen_ != 1) Fail("the late context was lost");
+    if (core_->discarded_mids() != (discarded && !released_ ? 1U : 0U)) {
+      Fail("discarded_mids() is " + std::to_string(core_->discarded_mids()));
+    }
+  }
+
+ private:
+  // Records the set-up's reuse of index 0 as generation 1, before the threads' calls.
+  void RecordSetup(Mid mid, Ctx ctx) {
+    Op dissociated;
+    dissociated.thread = 3;
+    dissociated.kind = Kind::kAssociate;
+    dissociated.arg = 9;
+    dissociated.mid = 0;
+    dissociated.invoke = 0;
+    dissociated.response = 0;
+    ops_.push_back(dissociated);
+    Op freed;
+    freed.thread = 3;
+    freed.kind = Kind::kDissociate;
+    freed.mid = 0;
+    freed.result = 9;
+    freed.invoke = 0;
+    freed.response = 0;
+    ops_.push_back(freed);
+    Op reused;
+    reused.thread = 3;
+    reused.kind = Kind::kAssociate;
+    reused.arg = ctx;
+    reused.mid = mid;
+    reused.invoke = 0;
+    reused.response = 0;
+    ops_.push_back(reused);
+  }
+  [[nodiscard]] std::size_t DiscardOp() const {
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      if (ops_[i].kind == Kind::kDiscard) return i;
+    }
+    return 0;
+  }
+  std::uint32_t generation_bits_arg_;
+  Mid mid_ = 0;
+  int late_seen_ = 0;
+  int taken_ = 0;
+  bool released_ = false;
+};
+
+// The waiter queue's hand-off races (WQ1-WQ4), on an atlas of one MID held with context 1.
+// `kLostWakeUp`: t0 frees the MID while t1 associates asynchronously (one try, then queued):
+// t1 must end with the MID, at once or handed over - a waiter left queued with the MID free
+// is a lost wake-up. `kCancel`: a waiter queued at set-up; t0 frees the MID, t1 cancels the
+// waiter, t2 associates (a new caller, who must not take the MID while the waiter is queued):
+// the completion runs exactly once, a cancel that succeeded saw it cancelled, and the MID
+// ends with exactly one of them or free.
+class HandOffCase final : public AtlasCase {
+ public:
+  enum class Race : std::uint8_t { kLostWakeUp, kCancel };
+  explicit HandOffCase(Race race) : race_(race) {}
+  [[nodiscard]] const char* name() const override {
+    return race_ == Race::kLostWakeUp ? "handoff_vs_enqueue" : "handoff_vs_cancel_vs_new_caller";
+  }
+  [[nodiscard]] int threads() const override { return race_ == Race::kLostWakeUp ? 2 : 3; }
+  void Setup() override {
+    CreateAtlas(1, 1);
+    mid_ = SetupAssociate(1);
+    completions_ = 0;
+    completed_with_ = AtlasResult::kPending;
+    handed_mid_ = kNoMid;
+    cancelled_ = false;
+    new_caller_ = kNoMid;
+    queued_result_ = AtlasResult::kPending;
+    waiter_ = internal::Waiter{};
+    waiter_.user = this;
+    waiter_.complete = &HandOffCase::Completed;
+    if (race_ == Race::kCancel) {
+      Mid got = 0;
+      queued_result_ = core_->AssociateAsync(AsPointer(7), false, &waiter_, &got);
+      if (queued_result_ != AtlasResult::kPending) Fail("set-up: the waiter was not queued");
+    }
+  }
+  void Run(int thread) override {
+    if (thread == 0) {
+      void* context = nullptr;
+      if (core_->MapAndDissociate(mid_, &context) != AtlasResult::kOk) {
+        Fail("the held MID could not be freed");
+      }
+    } else if (thread == 1 && race_ == Race::kLostWakeUp) {
+      Mid got = kNoMid;
+      queued_result_ = core_->AssociateAsync(AsPointer(7), false, &waiter_, &got);
+      if (queued_result_ == AtlasResult::kOk) handed_mid_ = got;
+    } else if (thread == 1) {
+      cancelled_ = core_->CancelWait(&waiter_);
+    } else {
+      Mid got = kNoMid;
+      if (core_->Associate(AsPointer(8), &got) == AtlasResult::kOk) new_caller_ = got;
+    }
+  }
+  void Check() override {
+    const bool queued = queued_result_ == AtlasResult::kPending;
+    if (queued && completions_ != 1) {
+      Fail("the waiter's completion ran " + std::to_string(completions_) + " times");
+      return;
+    }
+    if (!queued && completions_ != 0) Fail("a waiter served at once was also completed");
+    if (core_->waiters() != 0) Fail("a waiter is still queued");
+    if (race_ == Race::kLostWakeUp) {
+      if (handed_mid_ == kNoMid || completed_with_ == AtlasResult::kCancelled) {
+        Fail("lost wake-up: the MID was freed and the waiter never got it");
+      } else if (core_->Map(handed_mid_) != AsPointer(7)) {
+        Fail("the waiter's MID does not map to its context");
+      }
+      return;
+    }
+    const bool waiter_has_it = completed_with_ == AtlasResult::kOk;
+    if (cancelled_ == waiter_has_it) Fail("cancel and hand-off both (or neither) won");
+    if (waiter_has_it && new_caller_ != kNoMid) Fail("the MID was handed to two callers");
+    if (waiter_has_it && core_->Map(handed_mid_) != AsPointer(7)) Fail("waiter's MID lost");
+    if (new_caller_ != kNoMid && core_->Map(new_caller_) != AsPointer(8)) Fail("MID lost");
+    const std::uint32_t held = (waiter_has_it ? 1U : 0U) + (new_caller_ != kNoMid ? 1U : 0U);
+    if (core_->mids_in_use() != held) Fail("mids_in_use() disagrees");
+  }
+
+ private:
+  static void Completed(internal::Waiter* waiter, AtlasResult result, Mid mid) {
+    auto* self = static_cast<HandOffCase*>(waiter->user);
+    ++self->completions_;
+    self->completed_with_ = result;
+    if (result == AtlasResult::kOk) self->handed_mid_ = mid;
+  }
+  Race race_;
+  Mid mid_ = 0;
+  internal::Waiter waiter_{};
+  AtlasResult queued_result_ = AtlasResult::kPending;
+  int completions_ = 0;
+  AtlasResult completed_with_ = AtlasResult::kPending;
+  Mid handed_mid_ = kNoMid;
+  bool cancelled_ = false;
+  Mid new_caller_ = kNoMid;
 };
 
 // --- hazard pointers ----------------------------------------------------------------------

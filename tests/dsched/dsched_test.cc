@@ -102,6 +102,32 @@ TEST(Dsched, DissociateReassociateIterateHandEveryContextOnceInASubordinateLeaf)
                                     .pct_schedules = 500, .random_schedules = 500}));
 }
 
+TEST(Dsched, DiscardDissociateAndReleaseHaveOneWinnerEach) {
+  DiscardVsDissociateCase test_case(/*generation_bits=*/0);
+  // Bound 1 complete (154 schedules); bound 2 sampled: a claimant's waiters spin.
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 2000,
+                                    .pct_schedules = 2000, .random_schedules = 2000}));
+}
+
+TEST(Dsched, DiscardDissociateAndReleaseHaveOneWinnerEachWithGenerations) {
+  DiscardVsDissociateCase test_case(/*generation_bits=*/4);
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 2000,
+                                    .pct_schedules = 2000, .random_schedules = 2000}));
+}
+
+TEST(Dsched, AFreeRacingAnEnqueueIsNeverALostWakeUp) {
+  HandOffCase test_case(HandOffCase::Race::kLostWakeUp);
+  // Bound 2 is complete (6,115 schedules); a spinning lock waiter makes deeper bounds long.
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 8000,
+                                    .pct_schedules = 1000, .random_schedules = 1000}));
+}
+
+TEST(Dsched, HandOffCancelAndANewCallerHaveOneWinner) {
+  HandOffCase test_case(HandOffCase::Race::kCancel);
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 2000,
+                                    .pct_schedules = 1000, .random_schedules = 1000}));
+}
+
 #if !defined(MIDATLAS_DSCHED_EXPECT_FAULT)
 
 // --- the scheduler itself -----------------------------------------------------------------

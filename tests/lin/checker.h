@@ -18,6 +18,21 @@
 //                          InvalidArgument: m is free, m >= max, or c is null.
 //   Every result except "Unavailable" must be strictly linearizable against this model.
 //
+// GENERATIONS AND QUARANTINE (docs/DESIGN.md 10.3, 10.6). With G generation bits a MID is
+// gen << (16 - G) | index, and "m" above reads "m's index, live under m's generation". The
+// state of an index adds the generation of its last association and a quarantine: discarded
+// (with a late context), or discarded with the late context taken.
+//   Associate(c)           ok(m): also m's generation is the one after the index's last (the
+//                                 first association of an index carries generation 0).
+//   Discard(m, late)       ok(c): m holds c; m is now discarded with `late`, held, mapping to
+//                                 null. InvalidArgument: m is not live.
+//   MapAndDissociate(m)    cancelled(late): m is discarded and its late context not taken
+//                                 (taken now); cancelled(null): taken already.
+//   ReleaseDiscarded(m)    ok(late or null): m is discarded (late if not taken); m is free.
+//                          InvalidArgument: m is not discarded.
+//   Reassociate / Map of a discarded MID: as for a MID not in use. A discarded MID is held for
+//   the "all in use" rule below; its release frees it as a dissociate does.
+//
 // "ALL MIDS IN USE" (docs/DESIGN.md section 8.1)
 //   A MID popped by an associate that has not yet stored its context, or exchanged by a
 //   dissociate that has not yet pushed it back, is neither mappable nor allocatable. So the
@@ -57,8 +72,8 @@
 
 namespace midatlas::lin {
 
-enum class Kind : std::uint8_t { kAssociate, kMap, kDissociate, kReassociate };
-enum class Code : std::uint8_t { kOk, kUnavailable, kInvalid, kOther };
+enum class Kind : std::uint8_t { kAssociate, kMap, kDissociate, kReassociate, kDiscard, kRelease };
+enum class Code : std::uint8_t { kOk, kUnavailable, kInvalid, kOther, kCancelled };
 
 // Contexts are small integers (never dereferenced by the atlas); 0 is null.
 using Ctx = std::uint32_t;
@@ -67,9 +82,9 @@ struct Op {
   int thread = 0;
   Kind kind = Kind::kMap;
   std::uint32_t mid = 0;  // argument (Map, Dissociate, Reassociate) or result (Associate ok)
-  Ctx arg = 0;            // context passed (Associate, Reassociate)
+  Ctx arg = 0;            // context passed (Associate, Reassociate; Discard: the late one)
   Code code = Code::kOk;
-  Ctx result = 0;         // context returned (Map, Dissociate ok)
+  Ctx result = 0;         // context returned (Map, Dissociate, Discard, ReleaseDiscarded)
   std::uint64_t invoke = 0;
   std::uint64_t response = 0;
 };
@@ -80,6 +95,7 @@ inline std::string Describe(const Op& op) {
   const char* code = op.code == Code::kOk            ? "ok"
                      : op.code == Code::kUnavailable ? "unavailable"
                      : op.code == Code::kInvalid     ? "invalid"
+                     : op.code == Code::kCancelled   ? "cancelled"
                                                      : "OTHER";
   switch (op.kind) {
     case Kind::kAssociate:
@@ -91,7 +107,17 @@ inline std::string Describe(const Op& op) {
       break;
     case Kind::kDissociate:
       out += "MapAndDissociate(" + std::to_string(op.mid) + ") -> " + code;
-      if (op.code == Code::kOk) out += " ctx " + std::to_string(op.result);
+      if (op.code == Code::kOk || op.code == Code::kCancelled) {
+        out += " ctx " + std::to_string(op.result);
+      }
+      break;
+    case Kind::kDiscard:
+      out += "Discard(" + std::to_string(op.mid) + ", late " + std::to_string(op.arg) + ") -> " +
+             code + " ctx " + std::to_string(op.result);
+      break;
+    case Kind::kRelease:
+      out += "ReleaseDiscarded(" + std::to_string(op.mid) + ") -> " + code + " late " +
+             std::to_string(op.result);
       break;
     case Kind::kReassociate:
       out += "Reassociate(" + std::to_string(op.mid) + ", " + std::to_string(op.arg) + ") -> " +
@@ -110,8 +136,13 @@ class Checker {
   // no state); every other result is still checked strictly. Only for shapes with
   // subordinate leaves, where the atlas does not meet the section 8.1 rule (see
   // tests/lin/linearizability_test.cc, DISABLED_...HintedLeafWithAFreeSlot).
-  Checker(std::vector<Ctx> initial, const std::vector<Op>& ops, bool check_unavailable = true)
+  // `generation_bits` G: MIDs carry a generation (`initial` is then per index, each index's
+  // first association carries generation 0, and a prefilled index carries generation 0).
+  Checker(std::vector<Ctx> initial, const std::vector<Op>& ops, bool check_unavailable = true,
+          std::uint32_t generation_bits = 0)
       : max_(static_cast<std::uint32_t>(initial.size())),
+        gen_bits_(generation_bits),
+        index_bits_(16 - generation_bits),
         check_unavailable_(check_unavailable),
         ops_(ops),
         initial_(std::move(initial)) {}
@@ -119,7 +150,11 @@ class Checker {
   // True if the history is linearizable against the model above.
   bool Linearizable() {
     BuildList();
-    State state{initial_, std::vector<std::int32_t>(max_, -1)};
+    State state{initial_, std::vector<std::int32_t>(max_, -1), std::vector<std::int32_t>(max_, -1),
+                std::vector<std::uint8_t>(max_, 0), std::vector<Ctx>(max_, 0)};
+    for (std::uint32_t m = 0; m < max_; ++m) {
+      if (initial_[m] != 0) state.gen[m] = 0;
+    }
     std::vector<std::uint64_t> done((ops_.size() + 63) / 64, 0);
     std::unordered_set<std::string> seen;
     struct Frame {
@@ -178,7 +213,12 @@ class Checker {
     // For a free MID: the op index of the MapAndDissociate that freed it last in this
     // linearization, or -1. Always -1 for a held MID.
     std::vector<std::int32_t> freer;
+    std::vector<std::int32_t> gen;      // the generation of the index's last association; -1
+    std::vector<std::uint8_t> quarantine;  // 0; kDiscarded; kDiscarded | kLateTaken
+    std::vector<Ctx> late;
   };
+  static constexpr std::uint8_t kDiscarded = 1;
+  static constexpr std::uint8_t kLateTaken = 2;
 
   void NoteFrontier(std::size_t depth, const State& state) {
     deepest_ = depth;
@@ -254,6 +294,10 @@ class Checker {
     key.append(reinterpret_cast<const char*>(state.ctx.data()), state.ctx.size() * sizeof(Ctx));
     key.append(reinterpret_cast<const char*>(state.freer.data()),
                state.freer.size() * sizeof(std::int32_t));
+    key.append(reinterpret_cast<const char*>(state.gen.data()),
+               state.gen.size() * sizeof(std::int32_t));
+    key.append(reinterpret_cast<const char*>(state.quarantine.data()), state.quarantine.size());
+    key.append(reinterpret_cast<const char*>(state.late.data()), state.late.size() * sizeof(Ctx));
     return key;
   }
 
@@ -274,13 +318,13 @@ class Checker {
       }
       const Op& op = ops_[e.op];
       if (e.op != x_index && op.kind == Kind::kAssociate && op.code == Code::kOk &&
-          op.mid < max_) {
-        start_of[op.mid] = std::min(start_of[op.mid], op.invoke);
+          IndexOf(op.mid) < max_) {
+        start_of[IndexOf(op.mid)] = std::min(start_of[IndexOf(op.mid)], op.invoke);
       }
     }
     auto held_at = [&](std::uint64_t t) {
       for (std::uint32_t m = 0; m < max_; ++m) {
-        if (state.ctx[m] != 0) continue;
+        if (state.ctx[m] != 0 || state.quarantine[m] != 0) continue;
         if (start_of[m] <= t) continue;
         const std::int32_t freer = state.freer[m];
         if (freer >= 0 && ops_[static_cast<std::size_t>(freer)].response >= t) continue;
@@ -299,38 +343,84 @@ class Checker {
     return false;
   }
 
+  [[nodiscard]] std::uint32_t IndexOf(std::uint32_t mid) const {
+    return mid & ((1U << index_bits_) - 1);
+  }
+  [[nodiscard]] std::int32_t GenOf(std::uint32_t mid) const {
+    return gen_bits_ == 0 ? 0 : static_cast<std::int32_t>((mid & 0xFFFF) >> index_bits_);
+  }
+
   bool Apply(const Op& op, std::size_t index, std::uint64_t lo, State* state) const {
-    const bool in_range = op.mid < max_;
+    const std::uint32_t i = IndexOf(op.mid);
+    const bool in_range = i < max_ && op.mid <= 0xFFFF;
+    // The value names the index's current association (live or discarded).
+    const bool this_gen = in_range && state->gen[i] == GenOf(op.mid);
+    const bool live = this_gen && state->ctx[i] != 0;
+    const bool discarded = this_gen && state->quarantine[i] != 0;
     switch (op.kind) {
-      case Kind::kAssociate:
+      case Kind::kAssociate: {
         if (op.arg == 0) return op.code == Code::kInvalid;
         if (op.code == Code::kUnavailable) {
           return !check_unavailable_ || AllHeldAtSomeInstant(op, index, lo, *state);
         }
-        if (op.code != Code::kOk || !in_range || state->ctx[op.mid] != 0) return false;
-        state->ctx[op.mid] = op.arg;
-        state->freer[op.mid] = -1;
-        return true;
-      case Kind::kMap:
-        return op.result == (in_range ? state->ctx[op.mid] : 0);
-      case Kind::kDissociate:
-        if (!in_range || state->ctx[op.mid] == 0) return op.code == Code::kInvalid;
-        if (op.code != Code::kOk || op.result != state->ctx[op.mid]) return false;
-        state->ctx[op.mid] = 0;
-        state->freer[op.mid] = static_cast<std::int32_t>(index);
-        return true;
-      case Kind::kReassociate:
-        if (op.arg == 0 || !in_range || state->ctx[op.mid] == 0) {
-          return op.code == Code::kInvalid;
+        if (op.code != Code::kOk || !in_range || state->ctx[i] != 0 ||
+            state->quarantine[i] != 0) {
+          return false;
         }
+        const std::int32_t next =
+            gen_bits_ == 0 ? 0 : (state->gen[i] + 1) & static_cast<std::int32_t>((1U << gen_bits_) - 1);
+        if (GenOf(op.mid) != next) return false;
+        state->ctx[i] = op.arg;
+        state->gen[i] = next;
+        state->freer[i] = -1;
+        return true;
+      }
+      case Kind::kMap:
+        return op.result == (live ? state->ctx[i] : 0);
+      case Kind::kDissociate:
+        if (live) {
+          if (op.code != Code::kOk || op.result != state->ctx[i]) return false;
+          state->ctx[i] = 0;
+          state->freer[i] = static_cast<std::int32_t>(index);
+          return true;
+        }
+        if (discarded) {
+          if (op.code != Code::kCancelled) return false;
+          if ((state->quarantine[i] & kLateTaken) != 0) return op.result == 0;
+          if (op.result != state->late[i]) return false;
+          state->quarantine[i] |= kLateTaken;
+          return true;
+        }
+        return op.code == Code::kInvalid && op.result == 0;
+      case Kind::kReassociate:
+        if (op.arg == 0 || !live) return op.code == Code::kInvalid;
         if (op.code != Code::kOk) return false;
-        state->ctx[op.mid] = op.arg;
+        state->ctx[i] = op.arg;
+        return true;
+      case Kind::kDiscard:
+        if (!live) return op.code == Code::kInvalid && op.result == 0;
+        if (op.code != Code::kOk || op.result != state->ctx[i]) return false;
+        state->ctx[i] = 0;
+        state->quarantine[i] = kDiscarded;
+        state->late[i] = op.arg;
+        return true;
+      case Kind::kRelease:
+        if (!discarded) return op.code == Code::kInvalid && op.result == 0;
+        if (op.code != Code::kOk) return false;
+        if (op.result != ((state->quarantine[i] & kLateTaken) != 0 ? 0 : state->late[i])) {
+          return false;
+        }
+        state->quarantine[i] = 0;
+        state->late[i] = 0;
+        state->freer[i] = static_cast<std::int32_t>(index);
         return true;
     }
     return false;
   }
 
   const std::uint32_t max_;
+  const std::uint32_t gen_bits_;
+  const std::uint32_t index_bits_;
   const bool check_unavailable_;
   const std::vector<Op>& ops_;
   const std::vector<Ctx> initial_;

@@ -58,6 +58,14 @@ const Config kConfigs[] = {
     {.name = "max3_4threads", .threads = 4, .max_mids = 3, .initial_mids = 1, .ops_per_thread = 60},
     {.name = "max4_4threads", .threads = 4, .max_mids = 4, .initial_mids = 4, .ops_per_thread = 60},
     kSubordinateLeaves,
+    // Quarantine, late responses and stale generations (lin/checker.h, 10.3 and 10.6).
+    {.name = "discard_max2_3threads", .threads = 3, .max_mids = 2, .initial_mids = 1,
+     .ops_per_thread = 60, .discards = true},
+    {.name = "gen4_discard_max3_3threads", .threads = 3, .max_mids = 3, .initial_mids = 1,
+     .ops_per_thread = 60, .generation_bits = 4, .discards = true},
+    {.name = "gen2_discard_subordinate_3threads", .threads = 3, .max_mids = 34,
+     .initial_mids = 1, .prefill = 30, .ops_per_thread = 60, .generation_bits = 2,
+     .discards = true},
 };
 
 Outcome RunConfig(const Config& config, const Budget& budget) {
@@ -152,6 +160,65 @@ TEST(LinearizabilityChecker, RejectsAllInUseThatNeedsTwoDifferentInstants) {
       Call(2, Kind::kAssociate, 0, 30, Code::kOk, 0, 5, 6),
   };
   EXPECT_FALSE(Checker({0, 11}, ops).Linearizable());
+}
+
+// --- The model's generations and quarantine, on hand-made histories. -----------------------
+
+TEST(LinearizabilityChecker, AcceptsALateResponseAfterADiscardAndItsReleaseOnce) {
+  const std::vector<Op> ops = {
+      Call(0, Kind::kDiscard, 0, 77, Code::kOk, 11, 1, 2),
+      Call(1, Kind::kDissociate, 0, 0, Code::kCancelled, 77, 3, 4),
+      Call(1, Kind::kDissociate, 0, 0, Code::kCancelled, 0, 5, 6),
+      Call(0, Kind::kRelease, 0, 0, Code::kOk, 0, 7, 8),
+      Call(0, Kind::kAssociate, 0, 12, Code::kOk, 0, 9, 10),
+  };
+  EXPECT_TRUE(Checker({11}, ops).Linearizable());
+}
+
+TEST(LinearizabilityChecker, RejectsALateContextHandedOutTwice) {
+  const std::vector<Op> ops = {
+      Call(0, Kind::kDiscard, 0, 77, Code::kOk, 11, 1, 2),
+      Call(1, Kind::kDissociate, 0, 0, Code::kCancelled, 77, 3, 4),
+      Call(0, Kind::kRelease, 0, 0, Code::kOk, 77, 5, 6),
+  };
+  EXPECT_FALSE(Checker({11}, ops).Linearizable());
+}
+
+TEST(LinearizabilityChecker, RejectsADiscardedMidHandedOutBeforeItsRelease) {
+  const std::vector<Op> ops = {
+      Call(0, Kind::kDiscard, 0, 0, Code::kOk, 11, 1, 2),
+      Call(1, Kind::kAssociate, 0, 12, Code::kOk, 0, 3, 4),
+  };
+  EXPECT_FALSE(Checker({11}, ops).Linearizable());
+  // And "all in use" is right while it is discarded.
+  const std::vector<Op> full = {
+      Call(0, Kind::kDiscard, 0, 0, Code::kOk, 11, 1, 2),
+      Call(1, Kind::kAssociate, 0, 12, Code::kUnavailable, 0, 3, 4),
+  };
+  EXPECT_TRUE(Checker({11}, full).Linearizable());
+}
+
+TEST(LinearizabilityChecker, RejectsAStaleGenerationServedAsLive) {
+  // G = 4: index 0 generation 0 freed, then reused as generation 1 (value 0x1000).
+  const std::vector<Op> ops = {
+      Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 1, 2),
+      Call(0, Kind::kAssociate, 0x1000, 12, Code::kOk, 0, 3, 4),
+      Call(1, Kind::kMap, 0, 0, Code::kOk, 12, 5, 6),
+  };
+  EXPECT_FALSE(Checker({11}, ops, true, 4).Linearizable());
+  const std::vector<Op> right = {
+      Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 1, 2),
+      Call(0, Kind::kAssociate, 0x1000, 12, Code::kOk, 0, 3, 4),
+      Call(1, Kind::kMap, 0, 0, Code::kOk, 0, 5, 6),
+      Call(1, Kind::kMap, 0x1000, 0, Code::kOk, 12, 7, 8),
+  };
+  EXPECT_TRUE(Checker({11}, right, true, 4).Linearizable());
+  // A generation that skips one is not what the atlas promises.
+  const std::vector<Op> skipped = {
+      Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 1, 2),
+      Call(0, Kind::kAssociate, 0x2000, 12, Code::kOk, 0, 3, 4),
+  };
+  EXPECT_FALSE(Checker({11}, skipped, true, 4).Linearizable());
 }
 
 // --- Recorded histories. ------------------------------------------------------------------

@@ -45,6 +45,8 @@ struct Config {
   int ops_per_thread = 80;
   // Check "all in use" results against the section 8.1 rule (lin/checker.h).
   bool check_unavailable = true;
+  std::uint32_t generation_bits = 0;  // G: stale values of reused indexes are drawn too
+  bool discards = false;              // Discard and ReleaseDiscarded in the mix
 };
 
 // Names a shape in test output (GoogleTest finds this by argument-dependent lookup).
@@ -73,6 +75,8 @@ inline Code CodeOf(const absl::Status& status) {
       return Code::kUnavailable;
     case absl::StatusCode::kInvalidArgument:
       return Code::kInvalid;
+    case absl::StatusCode::kCancelled:
+      return Code::kCancelled;
     default:
       return Code::kOther;
   }
@@ -122,7 +126,9 @@ class Recorder {
             std::chrono::steady_clock::now() >= deadline_;
     if (stop_) return;
     absl::StatusOr<MidAtlas> created =
-        MidAtlas::Create({.max_mids = config_.max_mids, .initial_mids = config_.initial_mids});
+        MidAtlas::Create({.max_mids = config_.max_mids,
+                          .initial_mids = config_.initial_mids,
+                          .generation_bits = config_.generation_bits});
     if (!created.ok()) {
       outcome_.violation = true;
       outcome_.report = "Create failed: " + created.status().ToString();
@@ -134,7 +140,7 @@ class Recorder {
     for (std::uint32_t i = 0; i < config_.prefill; ++i) {
       const Ctx ctx = 8 * (i + 1);  // thread field 0: prefill
       absl::StatusOr<Mid> mid = atlas_->Associate(AsPointer(ctx));
-      if (!mid.ok() || *mid >= config_.max_mids || initial_[*mid] != 0) {
+      if (!mid.ok() || *mid >= config_.max_mids || initial_[*mid] != 0) {  // generation 0
         outcome_.violation = true;
         outcome_.report = "sequential prefill failed at association " + std::to_string(i);
         stop_ = true;
@@ -152,7 +158,7 @@ class Recorder {
     for (const Op& op : history) {
       if (op.kind == Kind::kAssociate && op.code == Code::kUnavailable) ++outcome_.unavailable;
     }
-    Checker checker(initial_, history, config_.check_unavailable);
+    Checker checker(initial_, history, config_.check_unavailable, config_.generation_bits);
     const bool ok = checker.Linearizable();
     ++outcome_.histories;
     outcome_.ops += history.size();
@@ -186,11 +192,16 @@ class Recorder {
     const std::uint32_t low = config_.prefill > 2 ? config_.prefill - 2 : 0;
     Ctx next_ctx = static_cast<Ctx>(t + 1);
     auto fresh_ctx = [&next_ctx]() { return next_ctx += 8; };
+    const std::uint32_t index_bits = 16 - config_.generation_bits;
+    std::vector<std::uint32_t> stale;  // values this thread saw go (with G > 0: stale soon)
     auto some_mid = [&]() -> std::uint32_t {
       const std::uint32_t dice = below(100);
       if (dice < 3) return dice == 0 ? 65535 : max;  // out of range
       if (dice < 60 && !mine.empty()) return mine[below(static_cast<std::uint32_t>(mine.size()))];
-      return low + below(max - low);
+      if (dice < 75 && !stale.empty()) return stale[below(static_cast<std::uint32_t>(stale.size()))];
+      const std::uint32_t index = low + below(max - low);
+      if (config_.generation_bits == 0) return index;
+      return (below(1U << config_.generation_bits) << index_bits) | index;
     };
     MidAtlas& atlas = *atlas_;
     for (int i = 0; i < config_.ops_per_thread; ++i) {
@@ -219,11 +230,40 @@ class Recorder {
         op.kind = Kind::kDissociate;
         op.mid = some_mid();
         op.invoke = Tick();
-        absl::StatusOr<void*> got = atlas.MapAndDissociate(static_cast<Mid>(op.mid));
+        if (config_.discards) {
+          absl::StatusOr<Dissociated> got = atlas.MapAndDissociateOrLate(static_cast<Mid>(op.mid));
+          op.response = Tick();
+          op.code = got.ok() && got->late ? Code::kCancelled : CodeOf(got.status());
+          if (got.ok()) op.result = AsCtx(got->context);
+        } else {
+          absl::StatusOr<void*> got = atlas.MapAndDissociate(static_cast<Mid>(op.mid));
+          op.response = Tick();
+          op.code = CodeOf(got.status());
+          if (got.ok()) op.result = AsCtx(*got);
+        }
+        if (op.code == Code::kOk) stale.push_back(op.mid);
+        if (op.code != Code::kCancelled) std::erase(mine, op.mid);
+      } else if (config_.discards && dice < 92) {
+        op.kind = Kind::kDiscard;
+        op.mid = some_mid();
+        op.arg = below(4) == 0 ? 0 : fresh_ctx();
+        op.invoke = Tick();
+        absl::StatusOr<void*> got = atlas.Discard(static_cast<Mid>(op.mid), AsPointer(op.arg));
         op.response = Tick();
         op.code = CodeOf(got.status());
         if (got.ok()) op.result = AsCtx(*got);
-        std::erase(mine, op.mid);
+      } else if (config_.discards && dice < 97) {
+        op.kind = Kind::kRelease;
+        op.mid = some_mid();
+        op.invoke = Tick();
+        absl::StatusOr<void*> got = atlas.ReleaseDiscarded(static_cast<Mid>(op.mid));
+        op.response = Tick();
+        op.code = CodeOf(got.status());
+        if (got.ok()) {
+          op.result = AsCtx(*got);
+          stale.push_back(op.mid);
+          std::erase(mine, op.mid);
+        }
       } else {
         op.kind = Kind::kReassociate;
         op.mid = some_mid();
