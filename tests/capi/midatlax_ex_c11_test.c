@@ -18,6 +18,17 @@ _Static_assert(STATUS_CANCELLED < 0 && STATUS_PENDING > 0, "severities");
 
 static PVOID Context(uintptr_t value) { return (PVOID)value; }
 
+static int g_routine_calls = 0;
+static NTSTATUS g_routine_status = 0;
+static USHORT g_routine_mid = 0;
+static VOID Routine(PRX_MID_WAIT_BLOCK block, PVOID context, NTSTATUS status, USHORT mid) {
+  (void)block;
+  (void)context;
+  ++g_routine_calls;
+  g_routine_status = status;
+  g_routine_mid = mid;
+}
+
 int main(void) {
   static const USHORT kExcluded[] = {0, 0xFFFF};
   RX_MID_ATLAS_PARAMETERS p = {0};
@@ -41,6 +52,30 @@ int main(void) {
   CHECK(mid == 4);
   CHECK(RxGetNumberOfMidsInUse(atlas) == 4);
   CHECK(RxMapMidToContext(atlas, 0) == NULL);
+
+  /* Quarantine: MID 2 discarded with a late context, then released. */
+  PVOID taken = NULL;
+  CHECK(RxDiscardMid(atlas, 2, Context(0x22), &taken) == STATUS_SUCCESS);
+  CHECK(taken == Context(2));
+  CHECK(RxGetNumberOfDiscardedMids(atlas) == 1);
+  CHECK(RxMapMidToContext(atlas, 2) == NULL);
+  CHECK(RxMapAndDissociateMidFromContext(atlas, 2, &taken) == STATUS_CANCELLED);
+  CHECK(taken == Context(0x22));
+
+  /* Waiting: the atlas is full; a queued async waiter gets MID 2 when it is released. */
+  RX_MID_WAIT_BLOCK block;
+  CHECK(RxAssociateContextWithMidWait(atlas, Context(5), RX_MID_USE_RESERVE, 0, &mid) ==
+        STATUS_TIMEOUT);
+  CHECK(RxAssociateContextWithMidAsync(atlas, Context(6), RX_MID_USE_RESERVE, &block, Routine,
+                                       &mid) == STATUS_PENDING);
+  CHECK(RxGetNumberOfWaiters(atlas) == 1);
+  PVOID late = Context(1);
+  CHECK(RxReleaseDiscardedMid(atlas, 2, &late) == STATUS_SUCCESS);
+  CHECK(late == NULL);
+  CHECK(g_routine_calls == 1 && g_routine_status == STATUS_SUCCESS && g_routine_mid == 2);
+  CHECK(RxMapMidToContext(atlas, 2) == Context(6));
+  CHECK(RxCancelMidWait(atlas, &block) == FALSE);
+  CHECK(RxGetNumberOfWaiters(atlas) == 0);
   RxDestroyMidAtlas(atlas, NULL);
   p.ReusePolicy = RX_MID_REUSE_RANDOM;
   CHECK(RxCreateMidAtlasEx(&p) == NULL);
