@@ -567,7 +567,7 @@ TEST_P(IndexPickerBothPolicies, ConcurrentClaimsAndReleasesNeverShareAnIndex) {
   constexpr std::uint32_t kSpace = 256;
   constexpr int kThreads = 4;
   constexpr std::size_t kHoldMax = 60;
-  constexpr int kOperations = 3000;
+  constexpr int kOperations = 20000;
   auto picker = MakePicker(GetParam(), kSpace, {0, kSpace - 1});
   ASSERT_NE(picker, nullptr);
   std::vector<std::atomic<int>> owner(kSpace);
