@@ -5,7 +5,7 @@
 // Why a cryptographic generator: RFC 5452 asks for identifiers an off-path attacker cannot
 // predict from the ones it has seen. A fast statistical generator (xorshift, a PCG, the
 // Mersenne Twister) passes uniformity tests but gives its state away after a few outputs;
-// ChaCha20 does not, and costs a few nanoseconds per 32-bit draw (one 64-byte block per 16
+// ChaCha20 does not, and costs about ten nanoseconds per 32-bit draw (one 64-byte block per 16
 // draws).
 //
 // Each thread draws from its own generator (ThreadRandom), so a draw takes no lock and
