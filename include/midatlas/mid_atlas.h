@@ -92,6 +92,19 @@ inline constexpr int kMinLeafBits = 4;
 // Called with each context still associated when an atlas is destroyed. May be empty.
 using ContextDestructor = std::function<void(void*)>;
 
+// How an associate picks among the free MIDs (docs/DESIGN.md 10.5).
+enum class ReusePolicy : std::uint8_t {
+  // Recently freed low MIDs first: values stay low, memory shrinks after bursts.
+  kCompact,
+  // The first free index at or after a moving cursor over the whole index space
+  // (idr_alloc_cyclic): with generation_bits 0 and max_mids 50, a value recurs only after
+  // all 65,536 came by.
+  kCyclic,
+  // Each index drawn uniformly from every free index of the index space by a CSPRNG seeded
+  // from the OS (RFC 5452: unpredictable IDs).
+  kRandom,
+};
+
 struct AtlasOptions {
   // Most MIDs in use at once (RDBSS MaximumNumberOfMids), 1..65535. MIDs handed out are
   // always below this value, unless excluded_mids or generation_bits say otherwise (below).
@@ -115,6 +128,10 @@ struct AtlasOptions {
   // 2^(16 - G). An excluded value is one generation of an index; an index whose every
   // generation is excluded is never used.
   std::uint32_t generation_bits = 0;
+  // kCyclic and kRandom hand out any index of the index space [0, 2^(16 - generation_bits))
+  // not excluded, max_mids limiting how many are held at once; their memory is up to 8 bytes
+  // per index and is not returned while the atlas lives.
+  ReusePolicy reuse_policy = ReusePolicy::kCompact;
 };
 
 // How one association may take a MID.
@@ -290,6 +307,7 @@ class MidAtlas {
   [[nodiscard]] std::uint32_t initial_mids() const noexcept;
   [[nodiscard]] std::uint32_t reserved_mids() const noexcept;
   [[nodiscard]] std::uint32_t generation_bits() const noexcept;
+  [[nodiscard]] ReusePolicy reuse_policy() const noexcept;
   [[nodiscard]] MidLayout layout() const noexcept;
   // MIDs held, counting associations and dissociations still in progress.
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;

@@ -55,9 +55,12 @@ typedef uint8_t BOOLEAN;
 #endif
 
 /* How an association picks among the free MIDs. */
-#define RX_MID_REUSE_COMPACT 0 /* recently freed low MIDs first: values stay low */
-#define RX_MID_REUSE_CYCLIC 1  /* refused by RxCreateMidAtlasEx */
-#define RX_MID_REUSE_RANDOM 2  /* refused by RxCreateMidAtlasEx */
+#define RX_MID_REUSE_COMPACT 0 /* recently freed low MIDs first: values stay low, memory shrinks */
+#define RX_MID_REUSE_CYCLIC 1  /* the first free index at or after a moving cursor, over the whole
+                                  index space (idr_alloc_cyclic): with G 0 and Max 50, a value
+                                  recurs only after all 65536 came by */
+#define RX_MID_REUSE_RANDOM 2  /* each index drawn uniformly from all free indexes of the index
+                                  space by a CSPRNG seeded from the OS (RFC 5452) */
 
 /* RxAssociateContextWithMidEx flag: may take the MidsReserved capacity. */
 #define RX_MID_USE_RESERVE 0x1
@@ -70,19 +73,22 @@ typedef struct _RX_MID_ATLAS_PARAMETERS {
   USHORT MaximumNumberOfMids;  /* as RxCreateMidAtlas: the most MIDs held at once */
   USHORT MidsAllocatedAtStart; /* as RxCreateMidAtlas */
   UCHAR GenerationBits;        /* G, 0..15: MID = generation << (16 - G) | index */
-  UCHAR ReusePolicy;           /* RX_MID_REUSE_COMPACT (the others are refused) */
+  UCHAR ReusePolicy;           /* RX_MID_REUSE_COMPACT, _CYCLIC or _RANDOM */
   USHORT MidsReserved;         /* R < MaximumNumberOfMids: only RX_MID_USE_RESERVE takes these */
   USHORT NumberOfExcludedMids; /* values never handed out */
   const USHORT* ExcludedMids;  /* NumberOfExcludedMids values, any order, duplicates allowed */
 } RX_MID_ATLAS_PARAMETERS, *PRX_MID_ATLAS_PARAMETERS;
 
 /* NULL for NULL Parameters, the RxCreateMidAtlas errors (maximum 0, start 0 or above the
- * maximum, memory short), ReusePolicy other than RX_MID_REUSE_COMPACT, GenerationBits above
+ * maximum, memory short), an unknown ReusePolicy, GenerationBits above
  * 15, MidsReserved >= MaximumNumberOfMids, NumberOfExcludedMids > 0 with NULL ExcludedMids,
  * or when MaximumNumberOfMids MIDs could not be in use at once: more than the index space
  * 2^(16 - G) less the indexes whose every value is excluded (with G = 0: 65536 less the
- * distinct excluded values). The indexes handed out are the lowest MaximumNumberOfMids ones
- * not wholly excluded. A zeroed tail behaves as RxCreateMidAtlas. Parameters and ExcludedMids
+ * distinct excluded values). With COMPACT the indexes handed out are the lowest
+ * MaximumNumberOfMids ones not wholly excluded; CYCLIC and RANDOM hand out any index of the
+ * index space [0, 2^(16 - G)) not wholly excluded, MaximumNumberOfMids limiting how many are
+ * held at once (their memory: up to 8 bytes per index, not returned while the atlas lives).
+ * A zeroed tail behaves as RxCreateMidAtlas. Parameters and ExcludedMids
  * are read only during the call.
  *
  * Generations (G > 0): each time an index is handed out again its generation advances (mod

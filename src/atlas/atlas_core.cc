@@ -53,6 +53,7 @@ AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructo
   const std::uint32_t gen_bits = config.generation_bits;
   if (max_mids == 0 || max_mids > kMaxMidsLimit || initial_mids == 0 ||
       initial_mids > max_mids || config.reserved_mids >= max_mids || gen_bits > 15 ||
+      config.reuse_policy > 2 ||
       (config.excluded_count != 0 && config.excluded == nullptr) ||
       max_mids > (1U << (16 - gen_bits))) {
     return nullptr;
@@ -89,11 +90,15 @@ AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructo
     }
     std::sort(sorted.get(), sorted.get() + distinct);
   }
-  const std::optional<std::uint32_t> mids_end = CoveredMidsEnd(max_mids, sorted.get(), distinct);
+  std::optional<std::uint32_t> mids_end = CoveredMidsEnd(max_mids, sorted.get(), distinct);
   if (!mids_end || *mids_end > (1U << (16 - gen_bits))) {
     *error = AtlasResult::kInvalidArgument;
     return nullptr;
   }
+  // The cyclic and random policies hand out any index of the index space (10.5): the range
+  // covered is all of it, and max_mids only limits how many are held at once.
+  const bool picked = config.reuse_policy != 0;
+  if (picked) mids_end = 1U << (16 - gen_bits);
   const MidLayout layout = LayoutForInitialMids(initial_mids);
   const std::uint32_t dir_entries = 1U << layout.dir_bits;
   static_assert(sizeof(AtlasCore) % alignof(DirectoryMap) == 0, "directory 0 follows the atlas");
@@ -105,6 +110,8 @@ AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructo
       AtlasCore(max_mids, *mids_end, initial_mids, layout, std::move(destructor));
   DirectoryMap::CreateAt(core + 1, 0, dir_entries);
   core->reserved_ = config.reserved_mids;
+  core->reuse_policy_ = config.reuse_policy;
+  core->admission_ = config.reserved_mids != 0 || picked;
   if (gen_bits != 0) {
     core->gen_bits_ = gen_bits;
     core->gen_mask_ = (1U << gen_bits) - 1;
@@ -126,6 +133,22 @@ AtlasCore* AtlasCore::New(const AtlasConfig& config, ContextDestructor destructo
     Destroy(core);
     return nullptr;
   }
+  if (picked) {
+    core->picker_ = IndexPicker::Create(
+        config.reuse_policy == 1 ? IndexPicker::Policy::kCyclic : IndexPicker::Policy::kRandom,
+        *mids_end, core->excluded_.get(), core->excluded_count_);
+    if (!core->picker_) {
+      Destroy(core);
+      return nullptr;
+    }
+    // Values land anywhere in the index space: its pages stay counted in (never returned),
+    // and backed once written (10.5 counts what that costs).
+    core->region_.CountLeafIn(core->leaf_capacity_ < *mids_end ? core->leaf_capacity_ : *mids_end,
+                              *mids_end);
+  }
+  // The inline leaf-0 dissociate serves MIDs below this; everything else goes out of line.
+  core->leaf0_bound_ =
+      gen_bits != 0 || picked ? 0 : std::min(core->leaf_capacity_, core->map_bound_);
   *error = AtlasResult::kOk;
   return core;
 }
@@ -211,6 +234,12 @@ AtlasCore::~AtlasCore() {
   // (empty) atlas; then the maps are freed.
   CancelAllWaiters();
   DestroyDiscards();
+  if (picker_) {
+    for (std::uint32_t index = 0; index < mids_end_; ++index) {
+      void* context = contexts_[index].exchange(nullptr, std::memory_order_relaxed);
+      if (context != nullptr && destructor_) destructor_(context);
+    }
+  }
   ForEachLeaf<WalkMode::kQuiescent>([this](std::uint32_t, DirectoryMap*, LeafMap* leaf) {
     if (leaf != nullptr) {
       leaf->DrainQuiescent([this](void* context) {
@@ -297,24 +326,61 @@ AtlasResult AtlasCore::AssociateBeyondLeafZero(void* context, Mid* mid_out) noex
   }
 }
 
-// RS1: admission against the reserve. Every associate of an atlas with a reserve counts
-// itself in before it takes a MID and out again when that fails; every dissociate counts out
-// after its push. So the count is at least the number of MIDs held at every instant, and an
-// associate without the reserve that finds max_mids - reserved already admitted fails without
-// taking anything: the held MIDs never exceed that limit, not even for an instant.
+// RS1: admission against the limits (with a reserve, or a picker). Every associate counts
+// itself in before it takes a MID, and out again when the take fails; every dissociate counts
+// out after its push. So the count is at least the number of MIDs held at every instant, and
+// an associate that finds its limit (max_mids - reserved without the reserve, max_mids with
+// it) already admitted fails without taking anything: the held MIDs never exceed a limit, not
+// even for an instant. A refused associate never raises the count, so it never makes a
+// concurrent one see a limit that the MIDs held do not reach.
 AtlasResult AtlasCore::AssociateAdmitted(void* context, Mid* mid_out, bool use_reserve) noexcept {
-  // (atlas:Q1) acq_rel: acquire pairs with (atlas:Q2), so a freed MID's push happens-before
-  // an admission that counted on its release; release orders our count before our take.
-  const std::uint32_t before = admitted_.fetch_add(1, std::memory_order_acq_rel);
-  if (!use_reserve && before >= max_mids_ - reserved_) {
-    ReleaseAdmission();
-    return AtlasResult::kAllInUse;
-  }
+  const std::uint32_t limit = max_mids_ - (use_reserve ? 0 : reserved_);
+  // (atlas:Q0) relaxed: the CAS below validates it.
+  std::uint32_t admitted = admitted_.load(std::memory_order_relaxed);
+  do {
+    if (admitted >= limit) return AtlasResult::kAllInUse;
+    // (atlas:Q1) acq_rel CAS: acquire pairs with (atlas:Q2), so a freed MID's push
+    // happens-before an admission that counted on its release; release orders our count
+    // before our take.
+  } while (!admitted_.compare_exchange_weak(admitted, admitted + 1, std::memory_order_acq_rel,
+                                            std::memory_order_relaxed));
   MIDATLAS_CHAOS_POINT();
+  if (picker_) return TakePicked(context, mid_out);  // admitted: an index is free (IP5)
   AtlasResult result = AtlasResult::kOk;
   if (!TakeFromLeaf(*leaf0_, context, mid_out)) result = AssociateBeyondLeafZero(context, mid_out);
   if (result != AtlasResult::kOk) ReleaseAdmission();
   return result;
+}
+
+// The picker's index of an admitted associate: one exists (RS1), so Claim is retried until it
+// finds it (a kNone means a Release overlapped the pass: IP5).
+AtlasResult AtlasCore::TakePicked(void* context, Mid* mid_out) noexcept {
+  std::uint32_t index = picker_->Claim();
+  while (index == IndexPicker::kNone) {
+    MIDATLAS_CHAOS_POINT();
+    index = picker_->Claim();
+  }
+  *mid_out = PublishAtIndex(index, context);  // (atlas:A2)
+  return AtlasResult::kOk;
+}
+
+AtlasResult AtlasCore::DissociatePicked(Mid mid, void** context_out) noexcept {
+  if (mid >= mids_end_) return AtlasResult::kInvalidArgument;
+  void* context = LeafMap::TakeCell(contexts_[mid]);  // (atlas:D1)
+  if (context == nullptr) return AtlasResult::kInvalidArgument;
+  *context_out = context;
+  Settle(ReleasePicked(mid));
+  return AtlasResult::kOk;
+}
+
+AtlasCore::FreeOutcome AtlasCore::ReleasePicked(std::uint32_t index) noexcept {
+  if (waits_.count() != 0) [[unlikely]] {  // (wait:W1)
+    if (Waiter* handed = HandOff(index)) return {.handed = handed};
+  }
+  picker_->Release(index);
+  ReleaseAdmission();  // (atlas:Q2), after the release (RS1)
+  if (waits_.count() != 0) [[unlikely]] return {.serve_queue = true};  // (wait:W1)
+  return {};
 }
 
 // AC6: a double collect of every leaf's (object, head word). The object is named by its
@@ -489,15 +555,15 @@ AtlasCore::FreeOutcome AtlasCore::ReleaseSlot(DirectoryMap* dir, LeafMap& leaf,
   // WQ2: a MID freed while an eligible waiter is queued goes to the oldest one, the same
   // index under its next generation, whatever the reuse policy; it stays held and admitted.
   if (waits_.count() != 0) [[unlikely]] {  // (wait:W1)
-    if (Waiter* handed = HandOff(leaf, slot)) return {.handed = handed};
+    if (Waiter* handed = HandOff((leaf.index() << leaf_shift_) | slot)) return {.handed = handed};
   }
   if (leaf.index() == 0) {
     leaf.stack().Push(leaf.links(), slot);                // (stack:S2)
-    if (reserved_ != 0) ReleaseAdmission();               // (atlas:Q2), after the push (RS1)
+    if (admission_) ReleaseAdmission();                   // (atlas:Q2), after the push (RS1)
   } else {
     CountSubordinateFreed();  // (atlas:C2)
     const std::uint32_t free_after = leaf.stack().Push(leaf.links(), slot);  // (stack:S2)
-    if (reserved_ != 0) ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
+    if (admission_) ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
     if (free_after == 1) hints_.SetIfClear(leaf.index());                    // (hints:L3)
     if (free_after == leaf.usable_slots()) OnLeafDrained(*dir, leaf);
   }
@@ -590,6 +656,15 @@ AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexce
   }
   MIDATLAS_CHAOS_POINT();
   FreeOutcome freed;
+  if (picker_) {
+    // Ours alone now; only reassociates counted in before the mark may still replace it.
+    *context_out = LeafMap::TakeCell(contexts_[index]);  // (atlas:D1)
+    // (atlas:G13) acq_rel: as (atlas:G6), for an index of the picker.
+    const std::uint32_t before = state_word.fetch_or(kPushPending, std::memory_order_acq_rel);
+    if ((before >> kUsersShift) == 0) freed = ReleasePicked(index);
+    Settle(freed);
+    return AtlasResult::kOk;
+  }
   {
     const RecordLease lease;
     LeafHazardGuard guard(lease.record());
@@ -626,6 +701,15 @@ AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexc
   MIDATLAS_CHAOS_POINT();
   FreeOutcome freed;
   bool replaced = false;
+  if (picker_) {
+    replaced = LeafMap::ReplaceCell(contexts_[index], new_context);  // (atlas:R1)/(atlas:R2)
+    // (atlas:G14) acq_rel: as (atlas:G8), for an index of the picker.
+    const std::uint32_t after =
+        state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
+    if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) freed = ReleasePicked(index);
+    Settle(freed);
+    return replaced ? AtlasResult::kOk : AtlasResult::kInvalidArgument;
+  }
   {
     const RecordLease lease;
     LeafHazardGuard guard(lease.record());
@@ -714,6 +798,10 @@ AtlasResult AtlasCore::Reassociate(Mid mid, void* new_context) noexcept {
   if (new_context == nullptr) return AtlasResult::kInvalidArgument;
   if (states_ != nullptr) return ReassociateGenerational(mid, new_context);
   if (mid >= mids_end_) return AtlasResult::kInvalidArgument;
+  if (picker_) {
+    return LeafMap::ReplaceCell(contexts_[mid], new_context) ? AtlasResult::kOk
+                                                             : AtlasResult::kInvalidArgument;
+  }
   const std::uint32_t leaf_index = std::uint32_t{mid} >> leaf_shift_;
   const std::uint32_t slot = mid & slot_mask_;
   if (leaf_index == 0) {
@@ -734,7 +822,8 @@ AtlasResult AtlasCore::Reassociate(Mid mid, void* new_context) noexcept {
 std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
   std::size_t removed = 0;
   for (std::uint32_t leaf_index = 0; leaf_index < leaf_count_; ++leaf_index) {
-    if (!LeafAttached(leaf_index)) continue;
+    // A picker's indexes are anywhere in the range, with no leaf attached beyond leaf 0.
+    if (!picker_ && !LeafAttached(leaf_index)) continue;
     const std::uint32_t valid = ValidSlots(leaf_index);
     for (std::uint32_t slot = 0; slot < valid; ++slot) {
       void* context = nullptr;
@@ -772,6 +861,9 @@ std::size_t AtlasCore::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
 // no call is running; while calls run it may be off by the calls in progress (each counts its
 // MID between its pop and its publication, or between its take and its push).
 std::uint32_t AtlasCore::mids_in_use() const noexcept {
+  // With a picker, the admitted count (RS1: at least the held MIDs; exact when no call runs).
+  // (atlas:Q4) relaxed: a snapshot of a count; pairs with nothing.
+  if (picker_) return admitted_.load(std::memory_order_relaxed);
   // (atlas:C3) relaxed: a snapshot of a count; pairs with nothing.
   return leaf0_->HeldSlots() + subordinate_held_.load(std::memory_order_relaxed);
 }
@@ -782,6 +874,7 @@ AtlasStats AtlasCore::stats() const noexcept {
   // The context region counts the pages attached leaves cover.
   stats.context_bytes = region_.attached_bytes();
   stats.bytes_attached = sizeof(AtlasCore) + hints_.bytes() + stats.context_bytes +
+                         (picker_ ? picker_->bytes() : 0) +
                          (states_ ? std::size_t{mids_end_} * sizeof(Atomic<std::uint32_t>) : 0);
   ForEachLeaf<WalkMode::kGuarded>(
       [&](std::uint32_t leaf_index, const DirectoryMap* dir, const LeafMap* leaf) {

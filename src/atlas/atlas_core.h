@@ -27,6 +27,7 @@
 #include "absl/functional/function_ref.h"
 #include "atlas/context_region.h"
 #include "atlas/discard_table.h"
+#include "atlas/index_picker.h"
 #include "atlas/leaf_hints.h"
 #include "atlas/map_nodes.h"
 #include "atlas/wait_queue.h"
@@ -63,6 +64,9 @@ struct AtlasConfig {
   // G, 0..15: a MID is gen << (16 - G) | index, and the generation of an index advances each
   // time it is handed out again (docs/DESIGN.md 10.3).
   std::uint32_t generation_bits = 0;
+  // How an associate picks the index (docs/DESIGN.md 10.5): 0 compact (the free stacks), 1
+  // cyclic, 2 random (an IndexPicker over the whole index space).
+  std::uint32_t reuse_policy = 0;
 };
 
 // The end of the MID range an atlas covers: the smallest `end` such that [0, end) holds
@@ -129,6 +133,11 @@ class AtlasCore {
   [[nodiscard]] std::uint32_t initial_mids() const noexcept { return initial_mids_; }
   [[nodiscard]] std::uint32_t reserved_mids() const noexcept { return reserved_; }
   [[nodiscard]] std::uint32_t generation_bits() const noexcept { return gen_bits_; }
+  [[nodiscard]] std::uint32_t reuse_policy() const noexcept { return reuse_policy_; }
+  // Tests only: makes the random policy's draws reproducible.
+  void SeedPickerForTesting(std::uint64_t seed) noexcept {
+    if (picker_) picker_->SeedForTesting(seed);
+  }
   [[nodiscard]] MidLayout layout() const noexcept { return layout_; }
   [[nodiscard]] std::uint32_t mids_in_use() const noexcept;
   [[nodiscard]] AtlasStats stats() const noexcept;
@@ -193,6 +202,8 @@ class AtlasCore {
                                         std::uint32_t slot) noexcept;
   // Runs what ReleaseSlot left: never under a hazard, since completions may call the atlas.
   void Settle(FreeOutcome outcome) noexcept;
+  // As ReleaseSlot, for an index the picker handed out.
+  [[nodiscard]] FreeOutcome ReleasePicked(std::uint32_t index) noexcept;
 
   // --- Quarantine (atlas_discard.cc) ---
   DiscardTable* DiscardsOrCreate() noexcept;
@@ -217,7 +228,7 @@ class AtlasCore {
   // Under waits_.mutex(): serves queued waiters, oldest first, with free MIDs; returns them.
   [[nodiscard]] Waiter* ServeQueueLocked() noexcept;
   [[nodiscard]] Waiter* ServeQueue() noexcept;
-  [[nodiscard]] Waiter* HandOff(LeafMap& leaf, std::uint32_t slot) noexcept;
+  [[nodiscard]] Waiter* HandOff(std::uint32_t index) noexcept;
   static void CompleteServed(Waiter* served) noexcept;
   // The leaf-0 dissociate's free with waiters queued (out of line).
   void FreeLeafZeroSlotToWaiters(std::uint32_t slot) noexcept;
@@ -229,6 +240,16 @@ class AtlasCore {
     if (states_ == nullptr) [[likely]] return static_cast<Mid>(index);
     return PublishGeneration(index);
   }
+  Mid PublishAtIndex(std::uint32_t index, void* context) noexcept {
+    LeafMap::PublishCell(contexts_[index], context);  // (atlas:A2)
+    if (states_ == nullptr) return static_cast<Mid>(index);
+    return PublishGeneration(index);
+  }
+
+  // --- Reuse policies other than compact (docs/DESIGN.md 10.5): the picker hands out
+  // indexes; no leaf's free stack is used, and the cells are reached directly. ---
+  AtlasResult TakePicked(void* context, Mid* mid_out) noexcept;
+  AtlasResult DissociatePicked(Mid mid, void** context_out) noexcept;
 
   [[nodiscard]] Mid MidOf(std::uint32_t leaf, std::uint32_t slot) const noexcept {
     return static_cast<Mid>((leaf << leaf_shift_) | slot);
@@ -293,9 +314,16 @@ class AtlasCore {
   // MIDs below this map straight to their cell: mids_end_ with G = 0, none with G > 0 (whose
   // MIDs carry a generation), so either way Map's hot path is one compare.
   std::uint32_t map_bound_ = 0;
+  // MIDs below this are dissociated by the inline leaf-0 path: leaf 0's range with G = 0 and
+  // the compact policy, none otherwise. One compare.
+  std::uint32_t leaf0_bound_ = 0;
   Atomic<void*>* contexts_ = nullptr;  // region_.cells(): the context of every MID
-  // 0: no reserve, and Associate and MapAndDissociate never touch admitted_ (one branch).
+  // 0: no reserve.
   std::uint32_t reserved_ = 0;
+  // Associates count themselves in against the limits (admitted_, RS1): with a reserve, and
+  // with a picker (whose index space is larger than the maximum). Else Associate and
+  // MapAndDissociate never touch admitted_ (one branch).
+  bool admission_ = false;
   // G > 0 only (else null, tested once by Associate on this line): the state of every index.
   std::unique_ptr<Atomic<std::uint32_t>[]> states_;
   std::uint32_t leaf_shift_;  // == layout_.leaf_bits
@@ -325,6 +353,8 @@ class AtlasCore {
   std::uint32_t excluded_values_count_ = 0;
   std::uint32_t gen_bits_ = 0;
   std::uint32_t gen_mask_ = 0;
+  std::uint32_t reuse_policy_ = 0;
+  std::unique_ptr<IndexPicker> picker_;  // cyclic and random policies only
   std::uint32_t index_bits_ = 16;
   std::uint32_t index_mask_ = 0xFFFF;
   MidLayout layout_;
@@ -346,7 +376,7 @@ class AtlasCore {
   // The one drained subordinate leaf kept attached as a spare (0 = none): see OnLeafDrained.
   // Written only when a leaf drains, so it may share a line with the read-mostly fields.
   Atomic<std::uint32_t> spare_leaf_{0};
-  // RS1: MIDs admitted against the reserve (only when reserved_ != 0): incremented before a
+  // RS1: MIDs admitted against the limits (only with admission_): incremented before a
   // MID is taken, decremented after it is freed or the take failed. A line of its own.
   alignas(64) Atomic<std::uint32_t> admitted_{0};
   // The quarantine, created by the first discard (null until then).
@@ -392,7 +422,7 @@ inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out, bool use_re
 
 inline AtlasResult AtlasCore::AssociateUnqueued(void* context, Mid* mid_out,
                                                 bool use_reserve) noexcept {
-  if (reserved_ != 0) [[unlikely]] return AssociateAdmitted(context, mid_out, use_reserve);
+  if (admission_) [[unlikely]] return AssociateAdmitted(context, mid_out, use_reserve);
   if (TakeFromLeaf(*leaf0_, context, mid_out)) [[likely]] return AtlasResult::kOk;
   return AssociateBeyondLeafZero(context, mid_out);
 }
@@ -417,7 +447,7 @@ inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out,
                                                bool take_late) noexcept {
   if (context_out == nullptr) [[unlikely]] return AtlasResult::kInvalidArgument;
   *context_out = nullptr;
-  if (mid >= map_bound_ || (std::uint32_t{mid} >> leaf_shift_) != 0) [[unlikely]] {
+  if (mid >= leaf0_bound_) [[unlikely]] {
     const AtlasResult result = DissociateOnce(mid, context_out);
     if (result != AtlasResult::kInvalidArgument) return result;
     return DissociateMissed(mid, context_out, take_late);
@@ -430,7 +460,7 @@ inline AtlasResult AtlasCore::MapAndDissociate(Mid mid, void** context_out,
     return AtlasResult::kOk;
   }
   leaf0_->stack().Push(leaf0_->links(), mid);  // free after use: (stack:S2) releases the slot
-  if (reserved_ != 0) [[unlikely]] ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
+  if (admission_) [[unlikely]] ReleaseAdmission();  // (atlas:Q2), after the push (RS1)
   // (wait:W1) after the push: a waiter queued meanwhile may have missed it (wait_queue.h).
   if (waits_.count() != 0) [[unlikely]] Settle({.serve_queue = true});
   return AtlasResult::kOk;

@@ -66,7 +66,9 @@ AtlasResult AtlasCore::Discard(Mid mid, void* late_context, void** context_out) 
   const std::uint32_t leaf_index = index >> leaf_shift_;
   const std::uint32_t slot = index & slot_mask_;
   if (states_ == nullptr) {
-    if (leaf_index == 0) {
+    if (picker_) {
+      context = LeafMap::TakeCell(contexts_[index]);  // (atlas:D1)
+    } else if (leaf_index == 0) {
       context = leaf0_->TakeContext(slot);  // (atlas:D1)
     } else {
       const RecordLease lease;
@@ -88,7 +90,9 @@ AtlasResult AtlasCore::Discard(Mid mid, void* late_context, void** context_out) 
         break;
       }
     }
-    if (marked) {
+    if (marked && picker_) {
+      context = LeafMap::TakeCell(contexts_[index]);  // (atlas:D1)
+    } else if (marked) {
       const RecordLease lease;
       LeafHazardGuard guard(lease.record());
       context = LeafOfHeldIndex(guard, leaf_index).leaf->TakeContext(slot);  // (atlas:D1)
@@ -107,6 +111,7 @@ AtlasResult AtlasCore::Discard(Mid mid, void* late_context, void** context_out) 
 
 AtlasResult AtlasCore::DissociateOnce(Mid mid, void** context_out) noexcept {
   if (mid >= map_bound_) return DissociateBeyondBound(mid, context_out);
+  if (picker_) return DissociatePicked(mid, context_out);
   if ((std::uint32_t{mid} >> leaf_shift_) != 0) return DissociateBeyondLeafZero(mid, context_out);
   void* context = leaf0_->TakeContext(mid);  // (atlas:D1)
   if (context == nullptr) return AtlasResult::kInvalidArgument;
@@ -183,6 +188,15 @@ AtlasResult AtlasCore::ReleaseDiscarded(Mid mid, void** late_out) noexcept {
 AtlasCore::FreeOutcome AtlasCore::FreeHeldIndex(std::uint32_t index) noexcept {
   const std::uint32_t leaf_index = index >> leaf_shift_;
   const std::uint32_t slot = index & slot_mask_;
+  if (picker_) {
+    if (states_ != nullptr) {
+      // (atlas:G15) acq_rel: as (atlas:G12), for an index of the picker.
+      const std::uint32_t before =
+          states_[index].fetch_or(kPushPending, std::memory_order_acq_rel);
+      if ((before >> kUsersShift) != 0) return {};
+    }
+    return ReleasePicked(index);
+  }
   if (leaf_index == 0 && states_ == nullptr) return ReleaseSlot(dir0(), *leaf0_, slot);
   const RecordLease lease;
   LeafHazardGuard guard(lease.record());

@@ -58,6 +58,7 @@ Waiter* AtlasCore::ServeQueueLocked() noexcept {
       *served_tail = waiter;
       served_tail = &waiter->next;
     } else if (result == AtlasResult::kAllInUse && reserved_ != 0 && !waiter->use_reserve) {
+      // Only the unreserved capacity is taken: a waiter that may use the reserve still fits.
       unreserved_full = true;
     } else {
       break;  // nothing free for anyone (or memory short): the next free serves them
@@ -80,7 +81,7 @@ void AtlasCore::Settle(FreeOutcome outcome) noexcept {
 // The freed (leaf, slot) is ours: its context taken, not pushed. Under the queue's mutex the
 // oldest eligible waiter leaves the queue and the slot is published with its context, so a
 // cancel either finds it queued or finds it served, never between.
-Waiter* AtlasCore::HandOff(LeafMap& leaf, std::uint32_t slot) noexcept {
+Waiter* AtlasCore::HandOff(std::uint32_t index) noexcept {
   const std::lock_guard<Mutex> lock(waits_.mutex());
   // The MID stays held and admitted; an unreserved waiter may have it only while the MIDs
   // admitted (this one included) stay within the unreserved capacity (RS1).
@@ -92,7 +93,7 @@ Waiter* AtlasCore::HandOff(LeafMap& leaf, std::uint32_t slot) noexcept {
   for (Waiter* waiter = waits_.front(); waiter != nullptr; waiter = waiter->next) {
     if (!waiter->use_reserve && !unreserved_ok) continue;
     waits_.Unlink(waiter);
-    waiter->mid = PublishAssociation(leaf, slot, waiter->context);  // (atlas:A2)
+    waiter->mid = PublishAtIndex(index, waiter->context);  // (atlas:A2)
     return waiter;
   }
   return nullptr;

@@ -78,16 +78,23 @@ class alignas(64) LeafMap : public Retirable {
 
   // Publishes the context of a slot this thread just popped (AC1: it holds null until now).
   void PublishContext(std::uint32_t slot, void* context) noexcept {
-    MIDATLAS_INVARIANT(contexts()[slot].load(std::memory_order_relaxed) == nullptr, "AC1",
+    PublishCell(contexts()[slot], context);
+  }
+  // The same three operations on a cell of the context region, for the reuse policies that
+  // hand out indexes without a leaf's free stack (index_picker.h).
+  static void PublishCell(Atomic<void*>& cell, void* context) noexcept {
+    MIDATLAS_INVARIANT(cell.load(std::memory_order_relaxed) == nullptr, "AC1",
                        "a slot taken from the free stack already held a context");
     // (atlas:A2) release: pairs with (atlas:M1), (atlas:D1), (atlas:R1).
-    contexts()[slot].store(context, std::memory_order_release);
+    cell.store(context, std::memory_order_release);
   }
 
   // Takes the context of a slot, leaving it null; of racing takers exactly one receives it.
   // nullptr when the slot held none.
   [[nodiscard]] void* TakeContext(std::uint32_t slot) noexcept {
-    Atomic<void*>& cell = contexts()[slot];
+    return TakeCell(contexts()[slot]);
+  }
+  [[nodiscard]] static void* TakeCell(Atomic<void*>& cell) noexcept {
     // (atlas:D0) relaxed pre-check: a MID that is not in use (a late duplicate response) is
     // common bad input, and answering it must not write to the slot's cache line. A null seen
     // here is a valid linearization point by itself; nothing is read through a non-null.
@@ -109,7 +116,9 @@ class alignas(64) LeafMap : public Retirable {
 
   // Replaces the context of a slot in use. False (and no change) when the slot is free.
   bool ReplaceContext(std::uint32_t slot, void* new_context) noexcept {
-    Atomic<void*>& cell = contexts()[slot];
+    return ReplaceCell(contexts()[slot], new_context);
+  }
+  static bool ReplaceCell(Atomic<void*>& cell, void* new_context) noexcept {
     // (atlas:R1) relaxed: the CAS below validates the value; nothing is read through it.
     void* current = cell.load(std::memory_order_relaxed);
     while (current != nullptr) {

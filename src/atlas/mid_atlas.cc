@@ -61,6 +61,7 @@ absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
   const bool bad_max = options.max_mids == 0 || options.max_mids > kMaxMidsLimit;
   const bool bad_initial = options.initial_mids == 0 || options.initial_mids > options.max_mids;
   const bool bad_reserve = !bad_max && options.reserved_mids >= options.max_mids;
+  const bool bad_policy = static_cast<std::uint32_t>(options.reuse_policy) > 2;
   const bool bad_gen = options.generation_bits > 15 ||
                        options.max_mids > (1U << (16 - std::min(options.generation_bits, 16U)));
   const internal::AtlasConfig config{
@@ -69,10 +70,11 @@ absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
       .reserved_mids = options.reserved_mids,
       .excluded = options.excluded_mids.data(),
       .excluded_count = static_cast<std::uint32_t>(options.excluded_mids.size()),
-      .generation_bits = options.generation_bits};
+      .generation_bits = options.generation_bits,
+      .reuse_policy = static_cast<std::uint32_t>(options.reuse_policy)};
   AtlasResult error = AtlasResult::kInvalidArgument;
   AtlasCore* core = nullptr;
-  if (!bad_max && !bad_initial && !bad_reserve && !bad_gen) {
+  if (!bad_max && !bad_initial && !bad_reserve && !bad_gen && !bad_policy) {
     core = AtlasCore::New(config, std::move(options.context_destructor), &error);
     if (core != nullptr) return MidAtlas(core);
     if (error == AtlasResult::kOutOfMemory) return ErrorFor(error);
@@ -93,6 +95,11 @@ absl::StatusOr<MidAtlas> MidAtlas::Create(AtlasOptions options) {
         return absl::InvalidArgumentError(absl::StrCat("reserved_mids must be below max_mids (",
                                                        options.max_mids, "), got ",
                                                        options.reserved_mids));
+      }
+      if (bad_policy) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("reuse_policy must be kCompact, kCyclic or kRandom, got ",
+                         static_cast<int>(options.reuse_policy)));
       }
       if (bad_gen) {
         return absl::InvalidArgumentError(
@@ -157,6 +164,9 @@ std::uint32_t MidAtlas::max_mids() const noexcept { return core_->max_mids(); }
 std::uint32_t MidAtlas::initial_mids() const noexcept { return core_->initial_mids(); }
 std::uint32_t MidAtlas::reserved_mids() const noexcept { return core_->reserved_mids(); }
 std::uint32_t MidAtlas::generation_bits() const noexcept { return core_->generation_bits(); }
+ReusePolicy MidAtlas::reuse_policy() const noexcept {
+  return static_cast<ReusePolicy>(core_->reuse_policy());
+}
 MidLayout MidAtlas::layout() const noexcept { return core_->layout(); }
 std::uint32_t MidAtlas::mids_in_use() const noexcept { return core_->mids_in_use(); }
 AtlasStats MidAtlas::stats() const noexcept { return core_->stats(); }

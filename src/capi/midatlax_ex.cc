@@ -19,17 +19,16 @@ extern "C" {
 
 PRX_MID_ATLAS RxCreateMidAtlasEx(const RX_MID_ATLAS_PARAMETERS* parameters) {
   if (parameters == nullptr) return nullptr;
-  // CYCLIC and RANDOM reuse are refused until they are implemented: an atlas that accepted
-  // them would hand out values in an order its caller relies on not getting.
-  if (parameters->ReusePolicy != RX_MID_REUSE_COMPACT) return nullptr;
-  // AtlasCore::New checks the rest: maximum and start, reserve below the maximum, G <= 15, a
-  // NULL exclusion array, and a maximum the index space less the exclusions has no room for.
+  // AtlasCore::New checks the rest: maximum and start, the policy, reserve below the maximum,
+  // G <= 15, a NULL exclusion array, and a maximum the index space less the exclusions has no
+  // room for.
   const AtlasConfig config{.max_mids = parameters->MaximumNumberOfMids,
                            .initial_mids = parameters->MidsAllocatedAtStart,
                            .reserved_mids = parameters->MidsReserved,
                            .excluded = parameters->ExcludedMids,
                            .excluded_count = parameters->NumberOfExcludedMids,
-                           .generation_bits = parameters->GenerationBits};
+                           .generation_bits = parameters->GenerationBits,
+                           .reuse_policy = parameters->ReusePolicy};
   return HandleOf(AtlasCore::New(config, {}));
 }
 

@@ -77,7 +77,16 @@ int main(void) {
   CHECK(RxCancelMidWait(atlas, &block) == FALSE);
   CHECK(RxGetNumberOfWaiters(atlas) == 0);
   RxDestroyMidAtlas(atlas, NULL);
-  p.ReusePolicy = RX_MID_REUSE_RANDOM;
+  p.ReusePolicy = 3; /* unknown */
   CHECK(RxCreateMidAtlasEx(&p) == NULL);
+  p.ReusePolicy = RX_MID_REUSE_CYCLIC;
+  atlas = RxCreateMidAtlasEx(&p);
+  CHECK(atlas != NULL);
+  CHECK(RxAssociateContextWithMidEx(atlas, Context(1), 0, &mid) == STATUS_SUCCESS);
+  CHECK(mid == 1);
+  CHECK(RxMapAndDissociateMidFromContext(atlas, 1, &taken) == STATUS_SUCCESS);
+  CHECK(RxAssociateContextWithMidEx(atlas, Context(1), 0, &mid) == STATUS_SUCCESS);
+  CHECK(mid == 2); /* cyclic: the cursor moved past 1 */
+  RxDestroyMidAtlas(atlas, NULL);
   return c_check_failures != 0;
 }

@@ -62,14 +62,13 @@ TEST(CreateEx, NullParametersAndTheRxCreateMidAtlasErrorsGiveNull) {
   EXPECT_NE(Create(Params(65535, 65535)), nullptr);
 }
 
-TEST(CreateEx, OnlyTheCompactPolicyIsAccepted) {
+TEST(CreateEx, OnlyTheThreeKnownPoliciesAreAccepted) {
   for (int policy = 0; policy <= 255; ++policy) {
     RX_MID_ATLAS_PARAMETERS p = Params(100, 50);
     p.ReusePolicy = static_cast<UCHAR>(policy);
-    if (policy == RX_MID_REUSE_COMPACT) {
-      EXPECT_NE(Create(p), nullptr);
+    if (policy <= RX_MID_REUSE_RANDOM) {
+      EXPECT_NE(Create(p), nullptr) << policy;
     } else {
-      // CYCLIC and RANDOM are refused until implemented; the others are unknown.
       EXPECT_EQ(Create(p), nullptr) << policy;
     }
   }
