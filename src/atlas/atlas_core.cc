@@ -205,6 +205,8 @@ bool AtlasCore::ForEachLeaf(Visit&& visit) const {
 }
 
 AtlasCore::~AtlasCore() {
+  // Retired contexts first (docs/DESIGN.md 10.7, RC5), while the atlas is still whole.
+  retired_contexts_.RunAll();
   // Single-threaded by contract. First hand out every context, so that a destructor callback
   // that still maps a MID sees a consistent (empty) atlas; then free the maps.
   ForEachLeaf<WalkMode::kQuiescent>([this](std::uint32_t, DirectoryMap*, LeafMap* leaf) {

@@ -30,6 +30,7 @@
 #include "midatlas/mid_atlas.h"
 #include "reclamation/hazard_domain.h"
 #include "reclamation/hazard_guard.h"
+#include "reclamation/retired_contexts.h"
 
 namespace midatlas::internal {
 
@@ -99,6 +100,10 @@ class AtlasCore {
   void set_context_destructor(ContextDestructor destructor) noexcept {
     destructor_ = std::move(destructor);
   }
+
+  // Contexts retired with a destructor, run once no guarded lookup holds them
+  // (docs/DESIGN.md 10.7); destruction runs the rest before it hands out the live contexts.
+  [[nodiscard]] RetiredContexts& retired_contexts() noexcept { return retired_contexts_; }
 
  private:
   friend class AtlasCoreTestPeer;  // tests/atlas: reconstructs interleavings step by step
@@ -273,6 +278,9 @@ class AtlasCore {
   // RS1: MIDs admitted against the reserve (only when reserved_ != 0): incremented before a
   // MID is taken, decremented after it is freed or the take failed. A line of its own.
   alignas(64) Atomic<std::uint32_t> admitted_{0};
+  // Retired contexts (docs/DESIGN.md 10.7): written by Retire and its scans only, so a line
+  // of its own.
+  alignas(64) RetiredContexts retired_contexts_{HazardDomain::Default()};
 };
 
 // ----------------------------------------------------------------------------------------
