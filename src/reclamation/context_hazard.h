@@ -29,6 +29,7 @@
 #define MIDATLAS_SRC_RECLAMATION_CONTEXT_HAZARD_H_
 
 #include "instrumentation/atomic.h"
+#include "instrumentation/chaos.h"
 #include "instrumentation/invariants.h"
 #include "instrumentation/sanitizers.h"
 #include "reclamation/asymmetric_fence.h"
@@ -60,9 +61,11 @@ class ContextHazard {
     if (slot == nullptr) [[unlikely]] return nullptr;
     Publisher publisher(slot);
     while (true) {
+      MIDATLAS_CHAOS_POINT();  // the window in which the context may be retired and scanned
       publisher.ProtectUnshared(context);  // (hp:H2), (fence:F2)
       if constexpr (kIsTsan) SeqCstFence();  // (fence:F1): see the top of this file
-      void* again = map();                   // the re-check, as (hp:H3)
+      MIDATLAS_CHAOS_POINT();
+      void* again = map();  // the re-check, as (hp:H3)
       if (again == context) [[likely]] {
         slot_ = slot;
         record_ = record;
@@ -82,7 +85,7 @@ class ContextHazard {
     MIDATLAS_INVARIANT(hazard_detail::this_thread_record == record_, "RC4",
                        "a context guard was released by a thread other than the one that took "
                        "it (hazard records belong to one thread)");
-    Publisher(slot_).Reset();  // (hp:H4) release: our reads of the context come first
+    Publisher(slot_).Reset();  // (hp:H4), a release store: our reads of the context come first
     record_->GiveBack(slot_);  // HG1 catches a slot given back twice
     slot_ = nullptr;
     record_ = nullptr;

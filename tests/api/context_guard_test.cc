@@ -170,6 +170,47 @@ TEST(ContextGuard, FlushRunsEveryUnguardedDestructorAndKeepsTheGuardedOnes) {
   }
 }
 
+// A scan holds the nodes it took privately while it runs their destructors: a flush on
+// another thread must wait for it, or it could return before an unguarded context retired
+// earlier was destroyed. Thread A's scan is held inside a destructor while B flushes; the
+// interleaving where B's flush starts first is likely in each round, not certain, so the
+// test runs several.
+TEST(ContextGuard, FlushWaitsForAScanInProgressOnAnotherThread) {
+  for (int round = 0; round < 20; ++round) {
+    MidAtlas atlas = NewAtlas();
+    Tracked earlier;
+    const Mid mid = AssociateOrDie(atlas, &earlier);
+    ContextGuard guard = atlas.MapGuarded(mid);  // keeps `earlier` pending until A's scan
+    DissociateOrDie(atlas, mid);
+    atlas.Retire(&earlier, DestroyTracked);
+    std::latch in_destructor(1);
+    std::latch go(1);
+    std::latch flushing(1);
+    int blocker = 0;
+    std::thread a([&] {
+      atlas.Retire(&blocker, [&](void*) {
+        in_destructor.count_down();
+        go.wait();
+      });
+      atlas.FlushRetired();
+    });
+    in_destructor.wait();  // A's scan has taken [blocker, earlier] and waits in the first
+    guard.Release();       // `earlier` is unguarded before A's scan reaches it
+    std::atomic<int> destroyed_at_return{-1};
+    std::thread b([&] {
+      flushing.count_down();
+      atlas.FlushRetired();
+      // relaxed: read after the join
+      destroyed_at_return.store(earlier.destroyed, std::memory_order_relaxed);
+    });
+    flushing.wait();
+    go.count_down();
+    a.join();
+    b.join();
+    ASSERT_EQ(destroyed_at_return.load(std::memory_order_relaxed), 1) << "round " << round;
+  }
+}
+
 TEST(ContextGuard, DestructionRunsTheDestructorsStillPending) {
   std::vector<Tracked> requests(20);
   {

@@ -18,6 +18,33 @@ _Static_assert(STATUS_CANCELLED < 0 && STATUS_PENDING > 0, "severities");
 
 static PVOID Context(uintptr_t value) { return (PVOID)value; }
 
+_Static_assert(sizeof(RX_MID_GUARD) == 4 * sizeof(PVOID), "a guard is four words");
+
+/* Guarded lookups from C: a guard on a retired context holds off its destructor. */
+static int destroyed = 0;
+static void Destroy(PVOID context) {
+  (void)context;
+  ++destroyed;
+}
+static void CheckGuards(void) {
+  PRX_MID_ATLAS atlas = RxCreateMidAtlas(8, 8);
+  USHORT mid = 0;
+  RX_MID_GUARD guard;
+  PVOID done = NULL;
+  CHECK(atlas != NULL);
+  CHECK(RxAssociateContextWithMid(atlas, Context(8), &mid) == STATUS_SUCCESS);
+  CHECK(RxMapMidToContextGuarded(atlas, mid, &guard) == Context(8));
+  CHECK(RxMapAndDissociateMidFromContext(atlas, mid, &done) == STATUS_SUCCESS);
+  RxRetireContext(atlas, done, Destroy);
+  RxFlushRetiredContexts(atlas);
+  CHECK(destroyed == 0);
+  RxReleaseMidGuard(&guard);
+  RxFlushRetiredContexts(atlas);
+  CHECK(destroyed == 1);
+  CHECK(RxMapMidToContextGuarded(atlas, mid, &guard) == NULL);
+  RxDestroyMidAtlas(atlas, NULL);
+}
+
 int main(void) {
   static const USHORT kExcluded[] = {0, 0xFFFF};
   RX_MID_ATLAS_PARAMETERS p = {0};
@@ -44,5 +71,6 @@ int main(void) {
   RxDestroyMidAtlas(atlas, NULL);
   p.ReusePolicy = RX_MID_REUSE_RANDOM;
   CHECK(RxCreateMidAtlasEx(&p) == NULL);
+  CheckGuards();
   return c_check_failures != 0;
 }
