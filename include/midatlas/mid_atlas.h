@@ -260,10 +260,11 @@ class MidAtlas {
   // IterateAndRemove), to `destructor`, which runs exactly once: never while a guard that
   // returned `context` is held, at the latest when the atlas is destroyed. Every few
   // retirements the calling thread runs the destructors no guard holds; when memory is
-  // short it waits until no guard holds `context` and runs it itself (never, if the calling
-  // thread holds one). Nothing happens for a null context or an empty destructor; a context
-  // may be retired once (checked in debug builds). Destructors must not throw and may call
-  // any operation on this atlas except destruction.
+  // short it waits until no guard holds `context` and runs it itself (so it never returns
+  // if the calling thread holds a guard on `context`). Nothing happens for a null context
+  // or an empty destructor; retiring a context again before its destructor ran is an error
+  // (caught in debug builds). Destructors must not throw and may call any operation on this
+  // atlas except destruction.
   void Retire(void* context, ContextDestructor destructor) noexcept;
   // Before it returns, runs the destructor of every retired context no guard holds. Blocks
   // while another thread runs retired destructors of this atlas (called from a destructor
