@@ -661,6 +661,40 @@ void RegisterMidsInUse() {
       ->UseRealTime();
 }
 
+// The extensions' options against the default (midatlas-c, registered above): Map with
+// generation bits (the bound: at most 1.2x the default), and the associate and
+// dissociate cost of each reuse policy, one and two threads.
+template <typename... Impls>
+void RegisterExtensions() {
+  for (const std::int64_t in_use : {std::int64_t{50}, std::int64_t{2000}}) {
+    (benchmark::RegisterBenchmark(NameFor<Impls>("Map").c_str(), LookupWorkload<Impls>)
+         ->ArgName("in_use")
+         ->Arg(in_use)
+         ->Setup(LookupSetup<Impls>)
+         ->Teardown(TeardownShared<Impls>)
+         ->UseRealTime()
+         ->Threads(1)
+         ->Threads(2),
+     ...);
+  }
+  (benchmark::RegisterBenchmark(NameFor<Impls>("Pair").c_str(), ChurnWorkload<Impls>)
+       ->ArgName("in_flight")
+       ->Arg(static_cast<std::int64_t>(kInFlight))
+       ->Setup(StartSetup<Impls>)
+       ->Teardown(TeardownShared<Impls>)
+       ->UseRealTime()
+       ->Threads(1)
+       ->Threads(2),
+   ...);
+  (benchmark::RegisterBenchmark(NameFor<Impls>("Rpc").c_str(), RpcWorkload<Impls>)
+       ->Setup(StartSetup<Impls>)
+       ->Teardown(TeardownShared<Impls>)
+       ->UseRealTime()
+       ->Threads(1)
+       ->Threads(2),
+   ...);
+}
+
 template <typename... Impls>
 void RegisterPeers() {
   RegisterAll<MidatlasCpp, MidatlasC, Impls..., AbslMap, ClassicMutex, FlatAtomic>();
@@ -670,6 +704,7 @@ void RegisterPeers() {
   RegisterGrowthStarts<MidatlasC>();
   RegisterMidsInUse<MidatlasCpp>();
   RegisterMidsInUse<MidatlasC>();
+  RegisterExtensions<MidatlasCGen4, MidatlasCCyclic, MidatlasCRandom>();
 }
 
 }  // namespace

@@ -25,6 +25,7 @@ constexpr Scenario kScenarios[] = {
     {"exhaustion", &RunExhaustion},
     {"teardown", &RunTeardown},
     {"duplicates", &RunDuplicates},
+    {"guards", &RunGuards},
 };
 
 const char* CheckSizes(const Flags& flags) {

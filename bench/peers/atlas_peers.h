@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "midatlas/mid_atlas.h"
 #include "midatlas/midatlax.h"
+#include "midatlas/midatlax_ex.h"
 #include "peers/peer.h"
 #include "reference/classic_mid_atlas.h"
 #include "reference/flat_atomic_atlas.h"
@@ -83,6 +84,52 @@ class MidatlasC {
  private:
   PRX_MID_ATLAS atlas_;
 };
+
+// The C API with the extensions' options: generation bits (the index space shrinks to
+// 2^(16 - G), so max is capped there) or a reuse policy. The rows of these variants price
+// each option against midatlas-c (docs/BENCHMARKS.md).
+template <UCHAR kGenerationBits, UCHAR kPolicy>
+class MidatlasCEx {
+ public:
+  static constexpr const char* kName = kGenerationBits != 0       ? "midatlas-c-g4"
+                                       : kPolicy == RX_MID_REUSE_CYCLIC ? "midatlas-c-cyclic"
+                                       : kPolicy == RX_MID_REUSE_RANDOM ? "midatlas-c-random"
+                                                                        : "midatlas-c-ex";
+  using ThreadScope = NoThreadScope;
+
+  explicit MidatlasCEx(std::uint32_t start, std::uint32_t max = kMaxMids) {
+    const std::uint32_t space = 1U << (16 - kGenerationBits);
+    RX_MID_ATLAS_PARAMETERS p{};
+    p.MaximumNumberOfMids = static_cast<USHORT>(max < space ? max : space);
+    p.MidsAllocatedAtStart = static_cast<USHORT>(start < p.MaximumNumberOfMids ? start
+                                                                               : p.MaximumNumberOfMids);
+    p.GenerationBits = kGenerationBits;
+    p.ReusePolicy = kPolicy;
+    atlas_ = RxCreateMidAtlasEx(&p);
+  }
+  ~MidatlasCEx() { RxDestroyMidAtlas(atlas_, nullptr); }
+  MidatlasCEx(const MidatlasCEx&) = delete;
+  MidatlasCEx& operator=(const MidatlasCEx&) = delete;
+
+  [[nodiscard]] bool ok() const { return atlas_ != nullptr; }
+  bool Associate(void* context, Mid* mid) noexcept {
+    return RxAssociateContextWithMid(atlas_, context, mid) == STATUS_SUCCESS;
+  }
+  [[nodiscard]] void* Map(Mid mid) const noexcept { return RxMapMidToContext(atlas_, mid); }
+  void* MapAndDissociate(Mid mid) noexcept {
+    PVOID context = nullptr;
+    RxMapAndDissociateMidFromContext(atlas_, mid, &context);  // null context on failure
+    return context;
+  }
+  void Settle() noexcept {}
+  [[nodiscard]] std::uint32_t MidsInUse() const noexcept { return RxGetNumberOfMidsInUse(atlas_); }
+
+ private:
+  PRX_MID_ATLAS atlas_ = nullptr;
+};
+using MidatlasCGen4 = MidatlasCEx<4, RX_MID_REUSE_COMPACT>;
+using MidatlasCCyclic = MidatlasCEx<0, RX_MID_REUSE_CYCLIC>;
+using MidatlasCRandom = MidatlasCEx<0, RX_MID_REUSE_RANDOM>;
 
 class FlatAtomic {
  public:

@@ -222,6 +222,48 @@ class MidWait {
   std::optional<Mid> mid_;
   internal::AtlasCore* core_ = nullptr;
   internal::AsyncWaitNode* node_ = nullptr;
+// Guarded lookups (MidAtlas::MapGuarded): a ContextGuard keeps the context a lookup returned
+// alive while it is held. A context retired with MidAtlas::Retire (after its MID was
+// dissociated) is destroyed only once no guard that returned it is held, and at the latest
+// when the atlas is destroyed; no guard may outlive the atlas. Move-only, like
+// std::unique_ptr; an empty guard (a failed lookup, moved from, released) holds nothing.
+// A guard holds a hazard slot of the thread that took it, so it must be released (or
+// destroyed) on that thread (checked in debug builds).
+class ContextGuard {
+ public:
+  ContextGuard() noexcept = default;
+  ContextGuard(ContextGuard&& other) noexcept
+      : context_(std::exchange(other.context_, nullptr)),
+        slot_(std::exchange(other.slot_, nullptr)),
+        record_(std::exchange(other.record_, nullptr)) {}
+  ContextGuard& operator=(ContextGuard&& other) noexcept {
+    if (this != &other) {
+      Release();
+      context_ = std::exchange(other.context_, nullptr);
+      slot_ = std::exchange(other.slot_, nullptr);
+      record_ = std::exchange(other.record_, nullptr);
+    }
+    return *this;
+  }
+  ContextGuard(const ContextGuard&) = delete;
+  ContextGuard& operator=(const ContextGuard&) = delete;
+  ~ContextGuard() { Release(); }
+
+  // The guarded context; nullptr when empty.
+  [[nodiscard]] void* get() const noexcept { return context_; }
+  explicit operator bool() const noexcept { return context_ != nullptr; }
+  // Ends the protection now instead of at destruction; the guard is empty afterwards.
+  // Nothing happens for an empty guard.
+  void Release() noexcept {
+    if (context_ != nullptr) ReleaseHeld();
+  }
+
+ private:
+  friend class MidAtlas;
+  void ReleaseHeld() noexcept;
+  void* context_ = nullptr;
+  void* slot_ = nullptr;    // the hazard slot (src/reclamation/context_hazard.h)
+  void* record_ = nullptr;  // the taking thread's hazard record, which lent the slot
 };
 
 // The atlas: a move-only owner, like std::unique_ptr, of the lock-free structure. Calls on a
@@ -302,6 +344,28 @@ class MidAtlas {
   // handed to `fn`. Racing MapAndDissociate calls never receive a context `fn` also received. `fn`
   // may call any operation on this atlas except destruction. Returns how many it handed out.
   std::size_t IterateAndRemove(absl::FunctionRef<void(void*)> fn);
+
+  // Guarded lookup and deferred destruction (docs/DESIGN.md 10.7).
+  // MapGuarded: the context of `mid`, as Map, in a guard that keeps it alive while held; an
+  // empty guard when `mid` is not in use (or, rarely, when the thread can get no hazard slot:
+  // memory short for its first call or for one more guard than it ever held). Lock-free,
+  // takes no lock; allocates only on a thread's first call and when the thread holds more
+  // guards at once than ever before. A thread may hold any number of guards.
+  [[nodiscard]] ContextGuard MapGuarded(Mid mid) const noexcept;
+  // Hands `context`, whose MID was already dissociated (MapAndDissociate, Reassociate,
+  // IterateAndRemove), to `destructor`, which runs exactly once: never while a guard that
+  // returned `context` is held, at the latest when the atlas is destroyed. Every few
+  // retirements the calling thread runs the destructors no guard holds; when memory is
+  // short it waits until no guard holds `context` and runs it itself (so it never returns
+  // if the calling thread holds a guard on `context`). Nothing happens for a null context
+  // or an empty destructor; retiring a context again before its destructor ran is an error
+  // (caught in debug builds). Destructors must not throw and may call any operation on this
+  // atlas except destruction.
+  void Retire(void* context, ContextDestructor destructor) noexcept;
+  // Before it returns, runs the destructor of every retired context no guard holds. Blocks
+  // while another thread runs retired destructors of this atlas (called from a destructor
+  // it does not wait).
+  void FlushRetired() noexcept;
 
   [[nodiscard]] std::uint32_t max_mids() const noexcept;
   [[nodiscard]] std::uint32_t initial_mids() const noexcept;

@@ -171,6 +171,51 @@ BOOLEAN RxCancelMidWait(PRX_MID_ATLAS MidAtlas, PRX_MID_WAIT_BLOCK WaitBlock);
  * to it, never to a new caller, and every MID freed then reaches a waiter. */
 USHORT RxGetNumberOfWaiters(PRX_MID_ATLAS MidAtlas);
 
+/* Guarded lookups and deferred destruction of contexts. A guard keeps the context a guarded
+ * map returned alive while it is held: a context retired with RxRetireContext (after its MID
+ * was dissociated: RxMapAndDissociateMidFromContext, RxReassociateMid,
+ * RxIterateMidAtlasAndRemove) is destroyed only once no guard that returned it is held, and at
+ * the latest before RxDestroyMidAtlas returns.
+ *
+ *   RX_MID_GUARD guard;
+ *   REQUEST *request = RxMapMidToContextGuarded(atlas, mid, &guard);
+ *   if (request != NULL) {
+ *     complete(request);               // safe even if another thread retires it meanwhile
+ *     RxReleaseMidGuard(&guard);
+ *   }
+ *   ...
+ *   RxMapAndDissociateMidFromContext(atlas, mid, &done);
+ *   RxRetireContext(atlas, done, free_request);   // runs once no guard holds it
+ *
+ * The guard is the caller's storage (on its stack, say); its fields are private. */
+typedef struct _RX_MID_GUARD {
+  PVOID Reserved[4];
+} RX_MID_GUARD, *PRX_MID_GUARD;
+/* As RxMapMidToContext, and on success Guard holds the context until RxReleaseMidGuard.
+ * NULL, with Guard left unset, when Mid is not in use (free, stale generation, out of range),
+ * MidAtlas or Guard is NULL, or - rarely - the calling thread can get no hazard slot (memory
+ * short on its first call, or for one more guard than it ever held at once). Lock-free,
+ * takes no lock; allocates only on a thread's first call and when the thread holds more
+ * guards at once than ever before. A thread may hold any number of guards. */
+PVOID RxMapMidToContextGuarded(PRX_MID_ATLAS MidAtlas, USHORT Mid, PRX_MID_GUARD Guard);
+/* Ends the protection of a Guard that a guarded map set (returned non-NULL), on the thread
+ * that took it (hazard slots belong to one thread). Releasing an unset guard does nothing;
+ * releasing a guard twice, or on another thread, is an error (caught in debug builds). A
+ * guard must be released before RxDestroyMidAtlas. */
+VOID RxReleaseMidGuard(PRX_MID_GUARD Guard);
+/* Destructor(Context) runs exactly once, never while a guard from a guarded map that
+ * returned Context is held, and at the latest before RxDestroyMidAtlas returns. Context's
+ * MID must already be dissociated, and a context is retired once (a second retirement is
+ * caught in debug builds). Every few retirements the calling thread runs the destructors
+ * no guard holds; if memory for the retirement is short, it waits until no guard holds
+ * Context and runs Destructor itself (so it never returns if the calling thread holds one).
+ * Nothing happens for a NULL atlas, Context or Destructor. Destructors may call any routine
+ * but RxDestroyMidAtlas. */
+VOID RxRetireContext(PRX_MID_ATLAS MidAtlas, PVOID Context, PCONTEXT_DESTRUCTOR Destructor);
+/* Before it returns, runs the destructor of every retired context that no guard holds.
+ * Blocks while another thread runs retired destructors of this atlas; called from a
+ * destructor, it does not wait for those. */
+VOID RxFlushRetiredContexts(PRX_MID_ATLAS MidAtlas);
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

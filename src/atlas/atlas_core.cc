@@ -228,6 +228,8 @@ bool AtlasCore::ForEachLeaf(Visit&& visit) const {
 }
 
 AtlasCore::~AtlasCore() {
+  // Retired contexts first (docs/DESIGN.md 10.7, RC5), while the atlas is still whole.
+  retired_contexts_.RunAll();
   // Single-threaded by contract. Queued waiters are cancelled first (their completions may
   // still call into the atlas), then the late contexts of discarded MIDs and every context
   // are handed out, so that a destructor callback that still maps a MID sees a consistent

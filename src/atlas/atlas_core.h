@@ -36,6 +36,7 @@
 #include "midatlas/mid_atlas.h"
 #include "reclamation/hazard_domain.h"
 #include "reclamation/hazard_guard.h"
+#include "reclamation/retired_contexts.h"
 
 namespace midatlas::internal {
 
@@ -146,6 +147,10 @@ class AtlasCore {
   void set_context_destructor(ContextDestructor destructor) noexcept {
     destructor_ = std::move(destructor);
   }
+
+  // Contexts retired with a destructor, run once no guarded lookup holds them
+  // (docs/DESIGN.md 10.7); destruction runs the rest before it hands out the live contexts.
+  [[nodiscard]] RetiredContexts& retired_contexts() noexcept { return retired_contexts_; }
 
  private:
   friend class AtlasCoreTestPeer;  // tests/atlas: reconstructs interleavings step by step
@@ -383,6 +388,9 @@ class AtlasCore {
   Atomic<DiscardTable*> discards_{nullptr};
   // The FIFO of waiters; its count sits on a line of its own.
   WaitQueue waits_;
+  // Retired contexts (docs/DESIGN.md 10.7): written by Retire and its scans only, so a line
+  // of its own.
+  alignas(64) RetiredContexts retired_contexts_{HazardDomain::Default()};
 };
 
 // ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "atlas/atlas_core.h"
+#include "reclamation/context_hazard.h"
 
 namespace midatlas {
 
@@ -159,6 +160,32 @@ absl::Status MidAtlas::Reassociate(Mid mid, void* new_context) noexcept {
 std::size_t MidAtlas::IterateAndRemove(absl::FunctionRef<void(void*)> fn) {
   return core_->IterateAndRemove(fn);
 }
+
+// Guarded lookup and deferred destruction (docs/DESIGN.md 10.7): a ContextGuard carries a
+// ContextHazard's two parts as opaque pointers.
+ContextGuard MidAtlas::MapGuarded(Mid mid) const noexcept {
+  internal::ContextHazard hazard;
+  ContextGuard guard;
+  guard.context_ = hazard.Protect([this, mid] { return core_->Map(mid); });
+  guard.slot_ = hazard.slot();
+  guard.record_ = hazard.record();
+  return guard;
+}
+
+void ContextGuard::ReleaseHeld() noexcept {
+  internal::ContextHazard(static_cast<internal::Atomic<const void*>*>(slot_),
+                          static_cast<internal::HazardRecord*>(record_))
+      .Release();
+  context_ = nullptr;
+  slot_ = nullptr;
+  record_ = nullptr;
+}
+
+void MidAtlas::Retire(void* context, ContextDestructor destructor) noexcept {
+  core_->retired_contexts().Retire(context, std::move(destructor));
+}
+
+void MidAtlas::FlushRetired() noexcept { core_->retired_contexts().Flush(); }
 
 std::uint32_t MidAtlas::max_mids() const noexcept { return core_->max_mids(); }
 std::uint32_t MidAtlas::initial_mids() const noexcept { return core_->initial_mids(); }

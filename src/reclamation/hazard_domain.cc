@@ -134,6 +134,10 @@ void HazardDomain::Retire(Retirable* object) noexcept {
 
 bool HazardDomain::IsProtected(const Retirable* object) const noexcept {
   const void* guard = object->guard;
+  return AnySlotHolds(object, guard != nullptr ? guard : object);
+}
+
+bool HazardDomain::AnySlotHolds(const void* first, const void* second) const noexcept {
   // acquire, as (hp:P1): pairs with (hp:P2), so every record's slots are reachable.
   for (HazardRecord* record = records_.load(std::memory_order_acquire);
        record != nullptr; record = record->next_) {
@@ -142,7 +146,7 @@ bool HazardDomain::IsProtected(const Retirable* object) const noexcept {
       // our free. seq_cst on TSan, matching (hp:H2)/(hp:H3) there.
       const void* hazard =
           slot.load(kIsTsan ? std::memory_order_seq_cst : std::memory_order_acquire);
-      if (hazard == object || (guard != nullptr && hazard == guard)) return true;
+      if (hazard == first || hazard == second) return true;
     }
   }
   return false;

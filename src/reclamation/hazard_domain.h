@@ -156,6 +156,13 @@ class HazardDomain {
   // Frees every retired object no hazard slot holds. Returns how many it freed.
   std::size_t Reclaim() noexcept;
 
+  // True when a hazard slot of this domain holds `pointer` now: Reclaim's scan (hp:R3), for
+  // what the domain does not own itself (retired contexts, retired_contexts.h). As Reclaim,
+  // the caller runs AsymmetricHeavyBarrier between the unlink and this scan.
+  [[nodiscard]] bool IsHazard(const void* pointer) const noexcept {
+    return AnySlotHolds(pointer, pointer);
+  }
+
   [[nodiscard]] std::size_t retired_count() const noexcept;
   [[nodiscard]] std::size_t record_count() const noexcept;
 
@@ -164,6 +171,7 @@ class HazardDomain {
 
  private:
   bool IsProtected(const Retirable* object) const noexcept;
+  bool AnySlotHolds(const void* first, const void* second) const noexcept;
   void PushRetired(Retirable* first, Retirable* last, std::size_t count) noexcept;
 
   const std::size_t reclaim_threshold_;

@@ -18,6 +18,9 @@
 //               every context reaches exactly one owner (teardown.cc)
 //   duplicates  every thread map-and-dissociates every MID: exactly one call wins each
 //               context (duplicates.cc)
+//   guards      guarded lookups race with retirements whose destructors poison the context:
+//               no reader holding a guard ever sees a destroyed context, and every retired
+//               context is destroyed exactly once (guards.cc)
 #ifndef MIDATLAS_STRESS_SCENARIOS_SCENARIOS_H_
 #define MIDATLAS_STRESS_SCENARIOS_SCENARIOS_H_
 
@@ -31,6 +34,7 @@ void RunReadMostly(const Flags& flags, Tally& tally);
 void RunExhaustion(const Flags& flags, Tally& tally);
 void RunTeardown(const Flags& flags, Tally& tally);
 void RunDuplicates(const Flags& flags, Tally& tally);
+void RunGuards(const Flags& flags, Tally& tally);
 
 }  // namespace midatlas::stress
 

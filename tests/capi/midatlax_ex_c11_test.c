@@ -27,6 +27,31 @@ static VOID Routine(PRX_MID_WAIT_BLOCK block, PVOID context, NTSTATUS status, US
   ++g_routine_calls;
   g_routine_status = status;
   g_routine_mid = mid;
+_Static_assert(sizeof(RX_MID_GUARD) == 4 * sizeof(PVOID), "a guard is four words");
+
+/* Guarded lookups from C: a guard on a retired context holds off its destructor. */
+static int destroyed = 0;
+static void Destroy(PVOID context) {
+  (void)context;
+  ++destroyed;
+}
+static void CheckGuards(void) {
+  PRX_MID_ATLAS atlas = RxCreateMidAtlas(8, 8);
+  USHORT mid = 0;
+  RX_MID_GUARD guard;
+  PVOID done = NULL;
+  CHECK(atlas != NULL);
+  CHECK(RxAssociateContextWithMid(atlas, Context(8), &mid) == STATUS_SUCCESS);
+  CHECK(RxMapMidToContextGuarded(atlas, mid, &guard) == Context(8));
+  CHECK(RxMapAndDissociateMidFromContext(atlas, mid, &done) == STATUS_SUCCESS);
+  RxRetireContext(atlas, done, Destroy);
+  RxFlushRetiredContexts(atlas);
+  CHECK(destroyed == 0);
+  RxReleaseMidGuard(&guard);
+  RxFlushRetiredContexts(atlas);
+  CHECK(destroyed == 1);
+  CHECK(RxMapMidToContextGuarded(atlas, mid, &guard) == NULL);
+  RxDestroyMidAtlas(atlas, NULL);
 }
 
 int main(void) {
@@ -88,5 +113,6 @@ int main(void) {
   CHECK(RxAssociateContextWithMidEx(atlas, Context(1), 0, &mid) == STATUS_SUCCESS);
   CHECK(mid == 2); /* cyclic: the cursor moved past 1 */
   RxDestroyMidAtlas(atlas, NULL);
+  CheckGuards();
   return c_check_failures != 0;
 }

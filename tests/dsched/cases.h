@@ -17,6 +17,9 @@
 //                                writer unlinks, retires and scans, in the fenced form
 //   DissociateReassociateIterateCase  MapAndDissociate, Reassociate and IterateAndRemove on
 //                                one MID: every context reaches exactly one owner
+//   GuardedMapVsRetireCase       two guarded maps (ContextHazard) of one MID while a writer
+//                                replaces its context, retires the old one and so scans:
+//                                no reader reads a destroyed context (RC1)
 //
 // Atlas cases record a history (invocation and response tickets) that lin::Checker checks,
 // and then, quiescent: no MID held twice, never more than max, every held MID maps to its
@@ -40,6 +43,7 @@
 #include "dsched/explorer.h"
 #include "instrumentation/atomic.h"
 #include "lin/checker.h"
+#include "reclamation/context_hazard.h"
 #include "reclamation/hazard_domain.h"
 #include "reclamation/hazard_guard.h"
 
@@ -778,6 +782,75 @@ class HazardProtectVsReclaimCase final : public Case {
   std::array<internal::HazardRecord*, 2> records_{};
   std::array<Node, 2> nodes_{};
   internal::Atomic<Node*> source_{nullptr};
+};
+
+// --- guarded lookups (docs/DESIGN.md 10.7) -------------------------------------------------
+
+// MID m maps to context A. t0 and t1 map m guarded (ContextHazard over AtlasCore::Map, the
+// front ends' path) and read the context they got; t2 replaces A by B (Reassociate), retires
+// A and so scans (the debug build's threshold is 1). A destroyed context is poisoned, not
+// freed: a reader that sees the poison held a guard the scan missed (RC1). Quiescent: a flush
+// destroys A, and never B.
+class GuardedMapVsRetireCase final : public Case {
+ public:
+  [[nodiscard]] const char* name() const override { return "guarded_map_vs_retire"; }
+  [[nodiscard]] int threads() const override { return 3; }
+
+  void Setup() override {
+    core_ = AtlasCore::New(2, 1, {});
+    if (core_ == nullptr) std::abort();
+    for (Context& context : contexts_) context.state.store(kLive, std::memory_order_relaxed);
+    if (core_->Associate(&contexts_[0], &mid_) != AtlasResult::kOk) Fail("set-up: associate");
+  }
+
+  void Run(int thread) override {
+    if (thread < 2) {
+      internal::ContextHazard hazard;
+      auto* context = static_cast<Context*>(hazard.Protect([this] { return core_->Map(mid_); }));
+      if (context == nullptr) {
+        Fail("a guarded map of a MID held throughout returned NULL");
+        return;
+      }
+      // The read the guard protects. relaxed: the context's own word; the guard decides
+      // whether it may be read at all.
+      if (context->state.load(std::memory_order_relaxed) != kLive) {
+        Fail("thread " + std::to_string(thread) + " read a context after its destructor ran");
+      }
+      hazard.Release();
+      return;
+    }
+    if (core_->Reassociate(mid_, &contexts_[1]) != AtlasResult::kOk) Fail("reassociate failed");
+    core_->retired_contexts().Retire(&contexts_[0], [](void* context) {
+      // relaxed: the poison only has to be seen by a reader that (wrongly) reads later.
+      static_cast<Context*>(context)->state.store(kDestroyed, std::memory_order_relaxed);
+    });
+  }
+
+  void Check() override {
+    // With every guard released, a flush destroys what was retired.
+    core_->retired_contexts().Flush();
+    if (contexts_[0].state.load(std::memory_order_relaxed) != kDestroyed) {
+      Fail("the retired context was never destroyed");
+    }
+    if (contexts_[1].state.load(std::memory_order_relaxed) != kLive) {
+      Fail("the context still associated was destroyed");
+    }
+  }
+  void Teardown() override {
+    AtlasCore::Destroy(core_);
+    core_ = nullptr;
+  }
+
+ private:
+  static constexpr std::uint32_t kLive = 1;
+  static constexpr std::uint32_t kDestroyed = 2;
+  struct Context {
+    internal::Atomic<std::uint32_t> state{kLive};
+  };
+
+  AtlasCore* core_ = nullptr;
+  Mid mid_ = 0;
+  std::array<Context, 2> contexts_{};
 };
 
 // --- the context region (CR1) ------------------------------------------------------------

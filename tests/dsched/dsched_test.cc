@@ -90,6 +90,12 @@ TEST(Dsched, HazardProtectionNeverReadsAReclaimedNode) {
                                     .pct_schedules = 3000, .random_schedules = 3000}));
 }
 
+TEST(Dsched, GuardedMapsNeverReadAContextWhoseRetirementRan) {
+  GuardedMapVsRetireCase test_case;
+  ExpectOutcome(RunCase(test_case, {.dfs_bound = 2, .dfs_schedules = 20000,
+                                    .pct_schedules = 2000, .random_schedules = 2000}));
+}
+
 TEST(Dsched, DissociateReassociateIterateHandEveryContextOnceInLeafZero) {
   DissociateReassociateIterateCase test_case(/*subordinate=*/false);
   ExpectOutcome(RunCase(test_case, {.dfs_bound = 3, .dfs_schedules = 200000,
