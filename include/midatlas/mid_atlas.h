@@ -222,6 +222,8 @@ class MidWait {
   std::optional<Mid> mid_;
   internal::AtlasCore* core_ = nullptr;
   internal::AsyncWaitNode* node_ = nullptr;
+};
+
 // Guarded lookups (MidAtlas::MapGuarded): a ContextGuard keeps the context a lookup returned
 // alive while it is held. A context retired with MidAtlas::Retire (after its MID was
 // dissociated) is destroyed only once no guard that returned it is held, and at the latest

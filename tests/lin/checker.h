@@ -33,6 +33,18 @@
 //   Reassociate / Map of a discarded MID: as for a MID not in use. A discarded MID is held for
 //   the "all in use" rule below; its release frees it as a dissociate does.
 //
+// WAITERS: A FIFO QUEUE (docs/DESIGN.md 10.8). The state adds the queue of waiting contexts.
+//   AssociateAsync(c)      ok(m): as Associate ok - and the queue is empty (no barging).
+//                          pending: the queue is not empty, or every MID is held (the rule
+//                          below); c joins the back of the queue.
+//   Associate(c)           ok: also needs the queue empty; "all in use" also when it is not.
+//   CancelWait(c)          ok: c is queued, and leaves the queue. invalid: c is not queued.
+//   Every call carries the hand-offs that ran during it (the waiter routines run on the thread
+//   that freed the MID, inside its call): each (w, m) must find w at the head of the queue and
+//   m free (the MID the call just freed, or one free already); w leaves the queue holding m.
+//   A freeing call's hand-offs apply after its own effect, an associating call's before. After
+//   every call, a queue that is not empty leaves no MID free: no lost wake-up.
+//
 // "ALL MIDS IN USE" (docs/DESIGN.md section 8.1)
 //   A MID popped by an associate that has not yet stored its context, or exchanged by a
 //   dissociate that has not yet pushed it back, is neither mappable nor allocatable. So the
@@ -68,12 +80,22 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace midatlas::lin {
 
-enum class Kind : std::uint8_t { kAssociate, kMap, kDissociate, kReassociate, kDiscard, kRelease };
-enum class Code : std::uint8_t { kOk, kUnavailable, kInvalid, kOther, kCancelled };
+enum class Kind : std::uint8_t {
+  kAssociate,
+  kMap,
+  kDissociate,
+  kReassociate,
+  kDiscard,
+  kRelease,
+  kAsync,   // AssociateAsync(arg): ok(mid) at once, or pending
+  kCancel,  // CancelWait of the waiter whose context is arg
+};
+enum class Code : std::uint8_t { kOk, kUnavailable, kInvalid, kOther, kCancelled, kPending };
 
 // Contexts are small integers (never dereferenced by the atlas); 0 is null.
 using Ctx = std::uint32_t;
@@ -87,6 +109,8 @@ struct Op {
   Ctx result = 0;         // context returned (Map, Dissociate, Discard, ReleaseDiscarded)
   std::uint64_t invoke = 0;
   std::uint64_t response = 0;
+  // Hand-offs to queued waiters that ran during this call: (waiter's context, MID), in order.
+  std::vector<std::pair<Ctx, std::uint32_t>> handed{};
 };
 
 inline std::string Describe(const Op& op) {
@@ -96,6 +120,7 @@ inline std::string Describe(const Op& op) {
                      : op.code == Code::kUnavailable ? "unavailable"
                      : op.code == Code::kInvalid     ? "invalid"
                      : op.code == Code::kCancelled   ? "cancelled"
+                     : op.code == Code::kPending     ? "pending"
                                                      : "OTHER";
   switch (op.kind) {
     case Kind::kAssociate:
@@ -119,10 +144,20 @@ inline std::string Describe(const Op& op) {
       out += "ReleaseDiscarded(" + std::to_string(op.mid) + ") -> " + code + " late " +
              std::to_string(op.result);
       break;
+    case Kind::kAsync:
+      out += "AssociateAsync(" + std::to_string(op.arg) + ") -> " + code;
+      if (op.code == Code::kOk) out += " mid " + std::to_string(op.mid);
+      break;
+    case Kind::kCancel:
+      out += "CancelWait(" + std::to_string(op.arg) + ") -> " + code;
+      break;
     case Kind::kReassociate:
       out += "Reassociate(" + std::to_string(op.mid) + ", " + std::to_string(op.arg) + ") -> " +
              code;
       break;
+  }
+  for (const auto& [waiter, mid] : op.handed) {
+    out += " [handed " + std::to_string(mid) + " to " + std::to_string(waiter) + "]";
   }
   return out;
 }
@@ -216,6 +251,7 @@ class Checker {
     std::vector<std::int32_t> gen;      // the generation of the index's last association; -1
     std::vector<std::uint8_t> quarantine;  // 0; kDiscarded; kDiscarded | kLateTaken
     std::vector<Ctx> late;
+    std::vector<Ctx> queue{};  // waiting contexts, oldest first
   };
   static constexpr std::uint8_t kDiscarded = 1;
   static constexpr std::uint8_t kLateTaken = 2;
@@ -298,6 +334,8 @@ class Checker {
                state.gen.size() * sizeof(std::int32_t));
     key.append(reinterpret_cast<const char*>(state.quarantine.data()), state.quarantine.size());
     key.append(reinterpret_cast<const char*>(state.late.data()), state.late.size() * sizeof(Ctx));
+    key.append(reinterpret_cast<const char*>(state.queue.data()), state.queue.size() * sizeof(Ctx));
+    key.push_back(static_cast<char>(state.queue.size() & 0xFF));
     return key;
   }
 
@@ -317,7 +355,8 @@ class Checker {
         break;
       }
       const Op& op = ops_[e.op];
-      if (e.op != x_index && op.kind == Kind::kAssociate && op.code == Code::kOk &&
+      if (e.op != x_index && (op.kind == Kind::kAssociate || op.kind == Kind::kAsync) &&
+          op.code == Code::kOk &&
           IndexOf(op.mid) < max_) {
         start_of[IndexOf(op.mid)] = std::min(start_of[IndexOf(op.mid)], op.invoke);
       }
@@ -350,7 +389,40 @@ class Checker {
     return gen_bits_ == 0 ? 0 : static_cast<std::int32_t>((mid & 0xFFFF) >> index_bits_);
   }
 
+  // Hand-offs of the call, then the no-lost-wake-up rule.
+  bool ApplyHandOffs(const Op& op, State* state) const {
+    for (const auto& [waiter, mid] : op.handed) {
+      const std::uint32_t i = IndexOf(mid);
+      if (state->queue.empty() || state->queue.front() != waiter) return false;
+      if (i >= max_ || state->ctx[i] != 0 || state->quarantine[i] != 0) return false;
+      const std::int32_t next =
+          gen_bits_ == 0 ? 0
+                         : (state->gen[i] + 1) & static_cast<std::int32_t>((1U << gen_bits_) - 1);
+      if (GenOf(mid) != next) return false;
+      state->ctx[i] = waiter;
+      state->gen[i] = next;
+      state->freer[i] = -1;
+      state->queue.erase(state->queue.begin());
+    }
+    return true;
+  }
+  [[nodiscard]] bool NoFreeMidWhileQueued(const State& state) const {
+    if (state.queue.empty()) return true;
+    for (std::uint32_t m = 0; m < max_; ++m) {
+      if (state.ctx[m] == 0 && state.quarantine[m] == 0) return false;
+    }
+    return true;
+  }
+
   bool Apply(const Op& op, std::size_t index, std::uint64_t lo, State* state) const {
+    const bool associating = op.kind == Kind::kAssociate || op.kind == Kind::kAsync;
+    if (associating && !ApplyHandOffs(op, state)) return false;
+    if (!ApplyOwn(op, index, lo, state)) return false;
+    if (!associating && !ApplyHandOffs(op, state)) return false;
+    return NoFreeMidWhileQueued(*state);
+  }
+
+  bool ApplyOwn(const Op& op, std::size_t index, std::uint64_t lo, State* state) const {
     const std::uint32_t i = IndexOf(op.mid);
     const bool in_range = i < max_ && op.mid <= 0xFFFF;
     // The value names the index's current association (live or discarded).
@@ -358,13 +430,25 @@ class Checker {
     const bool live = this_gen && state->ctx[i] != 0;
     const bool discarded = this_gen && state->quarantine[i] != 0;
     switch (op.kind) {
+      case Kind::kCancel: {
+        const auto it = std::find(state->queue.begin(), state->queue.end(), op.arg);
+        if (it == state->queue.end()) return op.code == Code::kInvalid;
+        if (op.code != Code::kOk) return false;
+        state->queue.erase(it);
+        return true;
+      }
+      case Kind::kAsync:
       case Kind::kAssociate: {
         if (op.arg == 0) return op.code == Code::kInvalid;
-        if (op.code == Code::kUnavailable) {
-          return !check_unavailable_ || AllHeldAtSomeInstant(op, index, lo, *state);
+        if (op.code == Code::kUnavailable || op.code == Code::kPending) {
+          if ((op.code == Code::kPending) != (op.kind == Kind::kAsync)) return false;
+          const bool may_wait = !state->queue.empty() || !check_unavailable_ ||
+                                AllHeldAtSomeInstant(op, index, lo, *state);
+          if (may_wait && op.code == Code::kPending) state->queue.push_back(op.arg);
+          return may_wait;
         }
         if (op.code != Code::kOk || !in_range || state->ctx[i] != 0 ||
-            state->quarantine[i] != 0) {
+            state->quarantine[i] != 0 || !state->queue.empty()) {
           return false;
         }
         const std::int32_t next =

@@ -66,6 +66,12 @@ const Config kConfigs[] = {
     {.name = "gen2_discard_subordinate_3threads", .threads = 3, .max_mids = 34,
      .initial_mids = 1, .prefill = 30, .ops_per_thread = 60, .generation_bits = 2,
      .discards = true},
+    // Waiters: a FIFO queue in the model (lin/checker.h), hand-offs recorded by the callbacks.
+    {.name = "waiters_max2_3threads", .threads = 3, .max_mids = 2, .initial_mids = 1,
+     .ops_per_thread = 50, .waiters = true},
+    {.name = "waiters_gen4_discard_max2_3threads", .threads = 3, .max_mids = 2,
+     .initial_mids = 1, .ops_per_thread = 50, .generation_bits = 4, .discards = true,
+     .waiters = true},
 };
 
 Outcome RunConfig(const Config& config, const Budget& budget) {

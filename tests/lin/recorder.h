@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <random>
@@ -47,6 +48,7 @@ struct Config {
   bool check_unavailable = true;
   std::uint32_t generation_bits = 0;  // G: stale values of reused indexes are drawn too
   bool discards = false;              // Discard and ReleaseDiscarded in the mix
+  bool waiters = false;               // AssociateAsync and CancelWait in the mix
 };
 
 // Names a shape in test output (GoogleTest finds this by argument-dependent lookup).
@@ -89,6 +91,10 @@ inline Ctx AsCtx(void* pointer) {
   return static_cast<Ctx>(reinterpret_cast<std::uintptr_t>(pointer));
 }
 
+// The hand-offs that run during the call a thread is recording: a waiter's callback runs on
+// the thread that freed the MID, inside that thread's call, and notes itself here.
+inline thread_local std::vector<std::pair<Ctx, std::uint32_t>>* t_handed = nullptr;
+
 class Recorder {
  public:
   Recorder(const Config& config, const Budget& budget) : config_(config), budget_(budget) {}
@@ -98,6 +104,8 @@ class Recorder {
                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                     std::chrono::duration<double>(budget_.seconds));
     logs_.assign(static_cast<std::size_t>(config_.threads), {});
+    inboxes_ = std::make_unique<Inbox[]>(static_cast<std::size_t>(config_.threads));
+    waits_.assign(static_cast<std::size_t>(config_.threads), {});
     auto between_rounds = [this]() noexcept { BetweenRounds(); };
     std::barrier sync(config_.threads, between_rounds);
     std::vector<std::thread> workers;
@@ -120,8 +128,10 @@ class Recorder {
   void BetweenRounds() {
     if (atlas_.has_value()) {
       CheckRound();
-      atlas_.reset();
+      atlas_.reset();  // cancels the waiters still queued
     }
+    for (auto& waits : waits_) waits.clear();
+    for (int t = 0; t < config_.threads; ++t) inboxes_[static_cast<std::size_t>(t)].mids.clear();
     stop_ = outcome_.violation || outcome_.histories >= budget_.histories ||
             std::chrono::steady_clock::now() >= deadline_;
     if (stop_) return;
@@ -204,11 +214,57 @@ class Recorder {
       return (below(1U << config_.generation_bits) << index_bits) | index;
     };
     MidAtlas& atlas = *atlas_;
+    Inbox& inbox = inboxes_[static_cast<std::size_t>(t)];
+    std::vector<std::pair<Ctx, MidWait>>& waits = waits_[static_cast<std::size_t>(t)];
     for (int i = 0; i < config_.ops_per_thread; ++i) {
+      {
+        // MIDs handed to this thread's waiters are its own to free.
+        const std::lock_guard<std::mutex> lock(inbox.mutex);
+        mine.insert(mine.end(), inbox.mids.begin(), inbox.mids.end());
+        inbox.mids.clear();
+      }
       Op op;
       op.thread = t;
+      t_handed = &op.handed;
       const std::uint32_t dice = below(100);
-      if (dice < 30) {
+      if (config_.waiters && dice >= 97) {
+        op.kind = Kind::kCancel;
+        if (waits.empty()) {
+          t_handed = nullptr;
+          continue;
+        }
+        const std::size_t which = below(static_cast<std::uint32_t>(waits.size()));
+        op.arg = waits[which].first;
+        op.invoke = Tick();
+        const bool cancelled = waits[which].second.Cancel();
+        op.response = Tick();
+        op.code = cancelled ? Code::kOk : Code::kInvalid;
+        waits.erase(waits.begin() + static_cast<std::ptrdiff_t>(which));
+      } else if (config_.waiters && dice >= 87) {
+        op.kind = Kind::kAsync;
+        op.arg = fresh_ctx();
+        Inbox* owner = &inbox;
+        const Ctx ctx = op.arg;
+        op.invoke = Tick();
+        absl::StatusOr<MidWait> wait = atlas.AssociateAsync(
+            AsPointer(ctx), [owner, ctx](absl::StatusOr<Mid> mid) {
+              if (!mid.ok()) return;  // cancelled
+              if (t_handed != nullptr) t_handed->emplace_back(ctx, *mid);
+              const std::lock_guard<std::mutex> lock(owner->mutex);
+              owner->mids.push_back(*mid);
+            });
+        op.response = Tick();
+        if (!wait.ok()) {
+          op.code = CodeOf(wait.status());
+        } else if (wait->mid().has_value()) {
+          op.code = Code::kOk;
+          op.mid = *wait->mid();
+          mine.push_back(op.mid);
+        } else {
+          op.code = Code::kPending;
+          waits.emplace_back(ctx, *std::move(wait));
+        }
+      } else if (dice < 30) {
         op.kind = Kind::kAssociate;
         op.arg = below(50) == 0 ? 0 : fresh_ctx();
         op.invoke = Tick();
@@ -273,6 +329,7 @@ class Recorder {
         op.response = Tick();
         op.code = CodeOf(status);
       }
+      t_handed = nullptr;
       log.push_back(op);
     }
   }
@@ -285,6 +342,14 @@ class Recorder {
   std::optional<MidAtlas> atlas_;
   std::vector<Ctx> initial_;
   std::vector<std::vector<Op>> logs_;  // one per worker, written only by it during a round
+  // MIDs handed to a worker's waiters (by any thread), for it to free later.
+  struct Inbox {
+    std::mutex mutex;
+    std::vector<std::uint32_t> mids;
+  };
+  std::unique_ptr<Inbox[]> inboxes_;
+  // A worker's queued requests (context, handle); destroyed after the atlas, which cancels them.
+  std::vector<std::vector<std::pair<Ctx, MidWait>>> waits_;
   std::uint64_t round_ = 0;
   bool stop_ = false;
   Outcome outcome_;
