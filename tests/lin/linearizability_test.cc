@@ -227,6 +227,68 @@ TEST(LinearizabilityChecker, RejectsAStaleGenerationServedAsLive) {
   EXPECT_FALSE(Checker({11}, skipped, true, 4).Linearizable());
 }
 
+// --- The model's FIFO queue of waiters. ------------------------------------------------------
+
+Op Handing(Op op, std::vector<std::pair<Ctx, std::uint32_t>> handed) {
+  op.handed = std::move(handed);
+  return op;
+}
+
+TEST(LinearizabilityChecker, AcceptsWaitersServedInArrivalOrder) {
+  const std::vector<Op> ops = {
+      Call(1, Kind::kAsync, 0, 21, Code::kPending, 0, 1, 2),
+      Call(2, Kind::kAsync, 0, 22, Code::kPending, 0, 3, 4),
+      Handing(Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 5, 6), {{21, 0}}),
+      Handing(Call(0, Kind::kDissociate, 0, 0, Code::kOk, 21, 7, 8), {{22, 0}}),
+      Call(1, Kind::kMap, 0, 0, Code::kOk, 22, 9, 10),
+  };
+  EXPECT_TRUE(Checker({11}, ops).Linearizable());
+}
+
+TEST(LinearizabilityChecker, RejectsAWaiterServedOutOfOrder) {
+  const std::vector<Op> ops = {
+      Call(1, Kind::kAsync, 0, 21, Code::kPending, 0, 1, 2),
+      Call(2, Kind::kAsync, 0, 22, Code::kPending, 0, 3, 4),
+      Handing(Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 5, 6), {{22, 0}}),
+  };
+  EXPECT_FALSE(Checker({11}, ops).Linearizable());
+}
+
+TEST(LinearizabilityChecker, RejectsALostWakeUp) {
+  // The MID is freed while a waiter is queued, and nobody gets it.
+  const std::vector<Op> ops = {
+      Call(1, Kind::kAsync, 0, 21, Code::kPending, 0, 1, 2),
+      Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 3, 4),
+  };
+  EXPECT_FALSE(Checker({11}, ops).Linearizable());
+}
+
+TEST(LinearizabilityChecker, RejectsANewCallerOvertakingAWaiter) {
+  const std::vector<Op> ops = {
+      Call(1, Kind::kAsync, 0, 21, Code::kPending, 0, 1, 2),
+      Handing(Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 3, 4), {{21, 0}}),
+      Call(2, Kind::kAssociate, 1, 31, Code::kOk, 0, 5, 6),
+  };
+  // Max 2: MID 1 was held by 12; the waiter came first, so it had to get MID 1... here MID 1
+  // is still held, so the new caller's MID 1 is a MID handed out twice.
+  EXPECT_FALSE(Checker({11, 12}, ops).Linearizable());
+  const std::vector<Op> barging = {
+      Call(1, Kind::kAsync, 0, 21, Code::kPending, 0, 1, 2),
+      Call(2, Kind::kAsync, 0, 22, Code::kPending, 0, 3, 4),
+      Handing(Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 5, 6), {{21, 0}}),
+      Call(3, Kind::kAssociate, 0, 31, Code::kOk, 0, 7, 8),  // MID 0 is held: impossible
+  };
+  EXPECT_FALSE(Checker({11}, barging).Linearizable());
+  const std::vector<Op> cancelled = {
+      Call(1, Kind::kAsync, 0, 21, Code::kPending, 0, 1, 2),
+      Call(1, Kind::kCancel, 0, 21, Code::kOk, 0, 3, 4),
+      Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 5, 6),
+      Call(2, Kind::kAssociate, 0, 31, Code::kOk, 0, 7, 8),
+      Call(1, Kind::kCancel, 0, 21, Code::kInvalid, 0, 9, 10),
+  };
+  EXPECT_TRUE(Checker({11}, cancelled).Linearizable());
+}
+
 // --- Recorded histories. ------------------------------------------------------------------
 
 #if !defined(MIDATLAS_LIN_EXPECT_VIOLATION)

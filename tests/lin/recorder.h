@@ -105,7 +105,8 @@ class Recorder {
                     std::chrono::duration<double>(budget_.seconds));
     logs_.assign(static_cast<std::size_t>(config_.threads), {});
     inboxes_ = std::make_unique<Inbox[]>(static_cast<std::size_t>(config_.threads));
-    waits_.assign(static_cast<std::size_t>(config_.threads), {});
+    waits_.clear();
+    waits_.resize(static_cast<std::size_t>(config_.threads));
     auto between_rounds = [this]() noexcept { BetweenRounds(); };
     std::barrier sync(config_.threads, between_rounds);
     std::vector<std::thread> workers;
