@@ -18,14 +18,21 @@
 //     No operation takes a lock.
 //
 // PROGRESS
-//   Map                 wait-free: one atomic load for MIDs in the first map; beyond it at
-//                       most four loads and two plain stores to a hazard slot of the calling
-//                       thread's own (plus taking and returning that slot, a bit scan of a
-//                       thread-private word). No read-modify-write, no fence, no allocation
-//                       after the thread's first call.
-//   Associate           lock-free (allocates a 16-slot-or-larger map when the atlas grows).
-//   MapAndDissociate    lock-free.
+//   Map                 wait-free: a bounds check and one atomic load (every MID's context sits
+//                       in one flat array); with generation_bits > 0 one more load (the
+//                       index's generation state). No read-modify-write, no fence, no lock.
+//   Associate           lock-free (allocates a 16-slot-or-larger map when the atlas grows);
+//                       while waiters are queued it takes the waiter queue's mutex (no
+//                       barging), as do the hand-offs to them.
+//   MapAndDissociate    lock-free (a hand-off to a queued waiter takes the queue's mutex).
 //   Reassociate         lock-free.
+//   Discard, ReleaseDiscarded
+//                       lock-free, except that a call meeting a discard of the same MID between
+//                       its two steps waits for that discard's next step.
+//   MapGuarded          lock-free; allocates only when a thread holds more guards at once
+//                       than it ever did (its hazard records chain).
+//   Retire              lock-free; FlushRetired waits for a scan another thread is running.
+//   AssociateWait       blocks (up to its timeout) in a FIFO with asynchronous waiters.
 //   IterateAndRemove    lock-free per MID; callbacks run with no lock and no hazard held.
 //   mids_in_use         wait-free, O(1) (two loads, about 2 ns at any occupancy); exact when
 //                       no call is running, else off by at most the calls in progress.
