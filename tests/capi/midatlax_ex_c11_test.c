@@ -27,6 +27,8 @@ static VOID Routine(PRX_MID_WAIT_BLOCK block, PVOID context, NTSTATUS status, US
   ++g_routine_calls;
   g_routine_status = status;
   g_routine_mid = mid;
+}
+
 _Static_assert(sizeof(RX_MID_GUARD) == 4 * sizeof(PVOID), "a guard is four words");
 
 /* Guarded lookups from C: a guard on a retired context holds off its destructor. */
