@@ -4,6 +4,9 @@ targets and draws the plots. Standard library only; plots need gnuplot.
 
   report.py run BINARY OUTDIR [benchmark args...]   run, then table + plots
   report.py table JSON [OUTDIR]                      table (+ plots into OUTDIR) from a JSON
+  report.py compare ROUNDS FILTER BEFORE AFTER       the rows FILTER selects, of two builds of
+                                                     the binary, run in turn ROUNDS times; the
+                                                     fastest time of each, and the 5% verdicts
 """
 import json
 import os
@@ -33,7 +36,16 @@ WORKLOADS = {
     "MidsInUse": "mids-in-use",
     "MapChain": "lookup-chain",
     "Refusal": "refusal",
+    "WaitAsync": "wait-async",
+    "WaitBlocking": "wait-blocking",
 }
+# The waiting workloads have their own table (wait_bench.cc): requests/s, wait and hand-off
+# times, overtakes; ratios are to WAIT_BASELINE.
+WAIT_WORKLOADS = ("WaitAsync", "WaitBlocking")
+WAIT_IMPLS = ["midatlas-c", "midatlas", "mutex+fifo", "mutex+cv"]
+WAIT_BASELINE = "mutex+fifo"
+# Targets: completed requests/s at least this multiple of the baseline's.
+WAIT_TARGETS = {"WaitAsync": 3.0, "WaitBlocking": 1.5}
 GROUP_TITLES = {
     "lookup/50": "lookup, 50 in use (Map of a random in-use MID)",
     "lookup/2000": "lookup, 2,000 in use",
@@ -76,6 +88,8 @@ def describe(name):
     label = WORKLOADS.get(workload, workload.lower())
     if "in_use" in params and workload == "Map":
         label += " in_use:" + params["in_use"]
+    if workload in WAIT_WORKLOADS:
+        label += " " + "/".join(k + (":" + v if v else "") for k, v in params.items())
     if workload == "Memory":
         label = "memory " + "/".join(k + (":" + v if v else "") for k, v in params.items())
     if threads:
@@ -149,11 +163,19 @@ def load(json_path):
     return data["context"], rows
 
 
+# (workload, parameters) -> impl -> the row's counters (wait_bench.cc).
+WAITS = {}
+
+
 def collect(rows):
     """groups[group][threads][impl] = Mops/s; memory[impl][phase] = bytes."""
     groups = {}
     memory = {}
     for (workload, impl, params), b in rows:
+        if workload in WAIT_WORKLOADS:
+            key = (workload, "/".join(k + (":" + v if v else "") for k, v in params.items()))
+            WAITS.setdefault(key, {})[impl] = b
+            continue
         if workload == "Memory":
             phase = "/".join(k + (":" + v if v else "") for k, v in params.items())
             memory.setdefault(impl, {})[phase] = (b.get("bytes"), b.get("bytes_attached"))
@@ -229,14 +251,73 @@ def table(context, groups, memory):
                     cell += f" [{attached / 1024:.1f}]"
                 cells.append(f"{cell:>20}")
             out.append(f"{impl:>14}" + "".join(cells))
+    out += wait_table()
     return "\n".join(out)
+
+
+def fmt_rate(v):
+    if v is None:
+        return "-"
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
+
+
+def wait_table():
+    if not WAITS:
+        return []
+    out = ["", "waiting for a free MID: max 64 MIDs, 256 requests (async) or threads (blocking) "
+           f"on this machine's cores; x-base = requests/s / {WAIT_BASELINE}'s; times in us"]
+    out.append(f"  {'':<22}{'requests/s':>11}{'x-base':>8}{'wait p50':>10}{'wait p99':>10}"
+               f"{'handoff p50':>13}{'p99':>9}{'overtakes':>11}{'of known':>10}")
+    for (workload, params) in sorted(WAITS):
+        row = WAITS[(workload, params)]
+        out.append(f"{WORKLOADS[workload]} {params}")
+        base = row.get(WAIT_BASELINE, {}).get("items_per_second")
+        for impl in [i for i in WAIT_IMPLS if i in row] + [i for i in row if i not in WAIT_IMPLS]:
+            b = row[impl]
+            rate = b.get("items_per_second")
+            ratio = f"{rate / base:.2f}x" if rate and base else "-"
+            out.append(f"  {impl:<22}{fmt_rate(rate):>11}{ratio:>8}"
+                       f"{fmt(b.get('wait_p50_us')):>10}{fmt(b.get('wait_p99_us')):>10}"
+                       f"{fmt(b.get('handoff_p50_us')):>13}{fmt(b.get('handoff_p99_us')):>9}"
+                       f"{b.get('overtakes', 0):>11.0f}{b.get('overtake_candidates', 0):>10.0f}")
+    return out
+
+
+def wait_verdicts(verdict):
+    for (workload, params) in sorted(WAITS):
+        row = WAITS[(workload, params)]
+        base = row.get(WAIT_BASELINE)
+        label = f"{WORKLOADS[workload]} {params}"
+        for impl in ("midatlas-c", "midatlas"):
+            m = row.get(impl)
+            if not m:
+                continue
+            if base and base.get("items_per_second"):
+                need = WAIT_TARGETS[workload]
+                r = m["items_per_second"] / base["items_per_second"]
+                verdict(r >= need, f"{label} ({impl}): >= {need:g}x {WAIT_BASELINE}'s completed "
+                                   f"requests/s ({r:.2f}x: {fmt_rate(m['items_per_second'])} vs "
+                                   f"{fmt_rate(base['items_per_second'])}/s)")
+                mp, bp = m.get("wait_p99_us"), base.get("wait_p99_us")
+                if mp is not None and bp is not None:
+                    verdict(mp <= bp, f"{label} ({impl}): p99 wait no worse than "
+                                      f"{WAIT_BASELINE}'s ({fmt(mp)} us vs {fmt(bp)} us)")
+            others = ", ".join(f"{i} {row[i].get('overtakes', 0):.0f}" for i in row if i != impl)
+            verdict(m.get("overtakes", 1) == 0 and m.get("overtake_candidates", 0) > 0,
+                    f"{label} ({impl}): FIFO, 0 overtakes ({m.get('overtakes', 0):.0f} among "
+                    f"{m.get('overtake_candidates', 0):.0f} requests whose queueing is known; "
+                    f"{others})")
+        handoffs = ", ".join(f"{i} {fmt(row[i].get('handoff_p50_us'))}/"
+                             f"{fmt(row[i].get('handoff_p99_us'))}" for i in row)
+        verdict(None, f"{label}: hand-off latency, free -> waiter running, p50/p99 us: {handoffs}")
 
 
 def verdicts(groups):
     out = ["", "targets (ratios from this run):"]
 
     def verdict(ok, text):
-        out.append(f"  [{'met' if ok else 'MISSED'}] {text}")
+        mark = "info" if ok is None else ("met" if ok else "MISSED")
+        out.append(f"  [{mark}] {text}")
 
     for occ in ("50", "2000", "60000"):
         g = groups.get("lookup/" + occ, {})
@@ -338,6 +419,10 @@ def verdicts(groups):
             a = LATE_DUPLICATE_ALLOCS[impl]
             verdict(a == 0, f"late duplicate ({impl}): no allocation on the not-in-use path "
                             f"({a:g} allocations per call)")
+    wait_verdicts(verdict)
+    if groups.get("churn") or groups.get("rpc"):
+        verdict(None, "zero cost when nobody waits: the churn and rpc rows above against the "
+                      "build before waiting: scripts/bench --against=dae2fed")
     return "\n".join(out)
 
 
@@ -395,11 +480,89 @@ def report(json_path, outdir):
             print("plot:", path)
 
 
+# How much slower than the build before a change a row may be and still count as unchanged.
+COMPARE_TOLERANCE = 0.05
+
+
+def compare(rounds, pattern, before, after):
+    """Runs the rows `pattern` selects of both binaries in turn, `rounds` times. Per row: the
+    fastest real time of each binary (the least disturbed run) and their change, and the
+    median of the rounds' own after/before ratios (each round runs both back to back). Per
+    workload and API, the verdict is on the geometric mean of the rows' changes over the
+    thread counts; the worst row is named too."""
+    bins = [("before", before), ("after", after)]
+    times = {}  # name -> label -> [real_time per round]
+    order = []
+    loadavg = " ".join(open("/proc/loadavg").read().split()[:3])
+    print(f"compare: {rounds} rounds of {pattern!r}, load average {loadavg}", flush=True)
+    print(f"  before: {before}\n  after:  {after}", flush=True)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(1, rounds + 1):
+            for label, binary in bins:
+                out = os.path.join(tmp, f"{r}-{label}.json")
+                subprocess.run([binary, "--benchmark_filter=" + pattern,
+                                "--benchmark_min_time=0.2", "--benchmark_format=json",
+                                "--benchmark_out=" + out, "--benchmark_out_format=json"],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                with open(out) as f:
+                    for b in json.load(f)["benchmarks"]:
+                        if b.get("error_occurred") or b.get("run_type") == "aggregate":
+                            continue
+                        name = b["name"]
+                        if name not in times:
+                            times[name] = {"before": [], "after": []}
+                            order.append(name)
+                        times[name][label].append(b["real_time"])
+            print(f"  round {r}/{rounds} done, {time.time() - start:.0f}s", flush=True)
+    print("")
+    print(f"{'benchmark':<58}{'before ns':>11}{'after ns':>11}{'change':>9}{'paired':>9}")
+    per_key = {}
+    for name in order:
+        row = times[name]
+        if not row["before"] or not row["after"]:
+            print(f"{name:<58}{'(only in one build)':>31}")
+            continue
+        fast_before, fast_after = min(row["before"]), min(row["after"])
+        change = fast_after / fast_before - 1
+        paired = sorted(a / b for a, b in zip(row["after"], row["before"]))
+        median = paired[len(paired) // 2] if len(paired) % 2 else (
+            paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
+        print(f"{name:<58}{fast_before:>11.2f}{fast_after:>11.2f}{change * 100:>+8.1f}%"
+              f"{(median - 1) * 100:>+8.1f}%")
+        parsed = parse_name(name)
+        if parsed:
+            workload, impl, _ = parsed
+            key = (WORKLOADS.get(workload, workload.lower()), impl)
+            threads = re.search(r"threads:(\d+)", name)
+            per_key.setdefault(key, []).append(
+                (change, int(threads.group(1)) if threads else 1))
+    print("")
+    print("change: fastest after / fastest before - 1; paired: median over the rounds of "
+          "after / before - 1")
+    print(f"targets (time per item; within {COMPARE_TOLERANCE:.0%} of before is unchanged; "
+          "geometric mean over the thread counts):")
+    for (workload, impl), changes in sorted(per_key.items()):
+        product = 1.0
+        for change, _ in changes:
+            product *= 1 + change
+        mean = product ** (1 / len(changes)) - 1
+        worst, worst_threads = max(changes)
+        counts = ",".join(str(t) for _, t in sorted(changes, key=lambda c: c[1]))
+        print(f"  [{'met' if mean <= COMPARE_TOLERANCE else 'MISSED'}] {workload} ({impl}): "
+              f"within {COMPARE_TOLERANCE:.0%} of before ({mean * 100:+.1f}% over threads "
+              f"{counts}; worst row {worst * 100:+.1f}% at {worst_threads} threads)")
+    loadavg = " ".join(open("/proc/loadavg").read().split()[:3])
+    print(f"\nload average after the comparison: {loadavg}")
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "run":
         binary, outdir = argv[2], argv[3]
         json_path = run(binary, outdir, argv[4:])
         report(json_path, outdir)
+    elif len(argv) == 6 and argv[1] == "compare":
+        compare(int(argv[2]), argv[3], argv[4], argv[5])
     elif len(argv) >= 3 and argv[1] == "table":
         report(argv[2], argv[3] if len(argv) > 3 else None)
     else:

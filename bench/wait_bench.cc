@@ -36,9 +36,13 @@
 //   waited_pct         requests that waited (rather than finding a MID free)
 //
 // Overtakes come from time stamps alone, with no help from the peers. An async call that
-// returns "queued" is queued. A blocking call does not say when it queued, so only a sample
-// of the blocking calls count, those that provably queued within 50 us of asking (see
-// kQueueSampleEvery); a call that merely asked first may lose the race to the queue.
+// returns "queued" is queued. A blocking call does not say when it queued (asking first does
+// not mean queueing first: a thread may be preempted, or sleep on a lock, in between), so an
+// observer thread samples the table's waiter count every 0.5 ms: when it reads 192 (all 256
+// threads but 64), the 64 MIDs are all held - a FIFO table never keeps a MID free while
+// someone waits - so the 192 threads that hold none are all queued, and every request that
+// had asked before the reading and was handed its MID after it was certainly queued then.
+// The 192 threads queued at set-up were all queued when the clock started.
 #include "wait_bench.h"
 
 #include <algorithm>
@@ -52,8 +56,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <sys/resource.h>
 
 #include "benchmark/benchmark.h"
 #include "peers/wait_peers.h"
@@ -116,15 +118,6 @@ struct Stamp {
 };
 
 constexpr std::uint64_t kNever = std::numeric_limits<std::uint64_t>::max();
-
-// A blocking call does not say when it queued. A sampled blocking call (one in
-// kQueueSampleEvery) reads its thread's context-switch counts before and after: when it
-// slept exactly once (in the queue: with 192 ahead of it, a request always sleeps there)
-// and was never preempted, everything before its sleep ran straight through on a core, so it
-// was queued within kQueueMarginNs of asking. Other calls may have slept on a lock or been
-// preempted before they queued, and are never counted as overtaken.
-constexpr std::uint32_t kQueueSampleEvery = 8;
-constexpr double kQueueMarginNs = 50000;
 
 struct WaitFigures {
   double wait_p50_us = 0;
@@ -426,23 +419,31 @@ void BriefWork() noexcept {
   }
 }
 
-// A thread's context switches so far: voluntary (it slept) and involuntary (preempted).
-struct SwitchCounts {
-  long voluntary = 0;
-  long involuntary = 0;
-  static SwitchCounts OfThisThread() noexcept {
-    rusage usage{};
-    if (getrusage(RUSAGE_THREAD, &usage) != 0) return {-1, -1};  // never "slept exactly once"
-    return {usage.ru_nvcsw, usage.ru_nivcsw};
-  }
-};
-
 // When each MID was last freed, written by its holder just before it frees it and read by the
 // next holder: the atlas orders the two (the free happens-before the next associate), so a
 // plain field is enough. One line per MID: holders on different cores do not share lines.
 struct alignas(64) FreedAt {
   std::uint64_t ticks = 0;
 };
+
+// The observer's readings of a full queue: every thread that held no MID was queued at some
+// moment between `before` and `after`.
+struct Reading {
+  std::uint64_t before;
+  std::uint64_t after;
+};
+
+// A request that asked before such a reading and was handed its MID after it (the call that
+// freed its MID started later) held no MID then, so it was queued by `after`.
+void MarkQueued(const std::vector<Reading>& readings, std::vector<Stamp>* stamps) {
+  for (Stamp& s : *stamps) {
+    if (s.queued != 0 || !s.waited) continue;
+    const auto next = std::upper_bound(
+        readings.begin(), readings.end(), s.asked,
+        [](std::uint64_t t, const Reading& r) { return t < r.before; });
+    if (next != readings.end() && next->after < s.freed) s.queued = next->after;
+  }
+}
 
 template <typename Peer>
 void BlockingWorkload(benchmark::State& state) {
@@ -465,19 +466,12 @@ void BlockingWorkload(benchmark::State& state) {
     std::array<FreedAt, kWaitMids> freed_at{};
     StartGate gate;
     std::atomic<std::uint32_t> holding{0};
-    const Calibration set_up;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // a rough rate for the margin
-    const auto queue_margin =
-        static_cast<std::uint64_t>(kQueueMarginNs / set_up.NsPerTick(Calibration{}));
     auto requester = [&](std::size_t t, bool holds_at_start) {
       void* const me = &contexts[t];
       std::vector<Stamp>& log = logs[t];
       std::uint64_t mismatches = 0;
       for (std::size_t i = 0; i < log.size(); ++i) {
         Stamp& stamp = log[i];
-        const bool sampled = i % kQueueSampleEvery == kQueueSampleEvery - 1;
-        SwitchCounts before;
-        if (sampled) before = SwitchCounts::OfThisThread();
         stamp.asked = Ticks();
         Mid mid = 0;
         if (!peer->AssociateWait(me, &mid) || mid >= kWaitMids) [[unlikely]] {
@@ -488,12 +482,6 @@ void BlockingWorkload(benchmark::State& state) {
         const std::uint64_t freed = freed_at[mid].ticks;
         stamp.waited = freed > stamp.asked;
         stamp.freed = stamp.waited ? freed : stamp.asked;
-        if (sampled) {
-          const SwitchCounts after = SwitchCounts::OfThisThread();
-          if (after.voluntary == before.voluntary + 1 && after.involuntary == before.involuntary) {
-            stamp.queued = stamp.asked + queue_margin;
-          }
-        }
         if (i == 0 && holds_at_start) {
           // release: pairs with the set-up's acquire (nothing to publish but the count).
           holding.fetch_add(1, std::memory_order_release);
@@ -525,10 +513,27 @@ void BlockingWorkload(benchmark::State& state) {
       }
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
+    // The observer (see the top of the file).
+    std::vector<Reading> all_queued;
+    all_queued.reserve(16384);
+    std::atomic<bool> stop{false};
+    std::thread observer([&] {
+      gate.Wait();
+      // relaxed: only ends the loop; the join orders the readings.
+      while (!stop.load(std::memory_order_relaxed)) {
+        const std::uint64_t before = Ticks();
+        const std::uint32_t waiters = peer->Waiters();
+        const std::uint64_t after = Ticks();
+        if (waiters == requesters - kWaitMids) all_queued.push_back({before, after});
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+      }
+    });
     const Calibration start;
     gate.Open();
     for (std::thread& thread : threads) thread.join();
     const Calibration end;
+    stop.store(true, std::memory_order_relaxed);
+    observer.join();
     std::uint64_t last = start.ticks;
     std::vector<Stamp> stamps;
     stamps.reserve(requesters * per_thread);
@@ -540,6 +545,7 @@ void BlockingWorkload(benchmark::State& state) {
       if (wrong[t] != 0) failure = "an associate failed or a MID mapped to another context";
     }
     if (failure != nullptr) break;
+    MarkQueued(all_queued, &stamps);
     const double ns_per_tick = start.NsPerTick(end);
     seconds = static_cast<double>(last - start.ticks) * ns_per_tick / 1e9;
     figures = Analyse(stamps, start.ticks, ns_per_tick);
