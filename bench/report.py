@@ -147,23 +147,26 @@ def load(json_path):
     with open(json_path) as f:
         data = json.load(f)
     # With repetitions, the median of each benchmark; otherwise its one run.
-    have_median = any(b.get("aggregate_name") == "median" for b in data["benchmarks"])
+    with_median = {b.get("run_name") for b in data["benchmarks"]
+                   if b.get("aggregate_name") == "median"}
     rows = []
     for b in data["benchmarks"]:
-        if have_median and b.get("aggregate_name") != "median":
-            continue
-        if not have_median and b.get("run_type") == "aggregate":
+        run_name = b.get("run_name", b["name"])
+        if run_name in with_median:
+            if b.get("aggregate_name") != "median":
+                continue
+        elif b.get("run_type") == "aggregate":
             continue
         if b.get("error_occurred"):
             continue
-        parsed = parse_name(b["run_name"] if "run_name" in b else b["name"])
+        parsed = parse_name(run_name)
         if not parsed:
             continue
         rows.append((parsed, b))
     return data["context"], rows
 
 
-# (workload, parameters) -> impl -> the row's counters (wait_bench.cc).
+# (workload, parameters) -> impl -> [the counters of each round's row] (wait_bench.cc).
 WAITS = {}
 
 
@@ -173,8 +176,9 @@ def collect(rows):
     memory = {}
     for (workload, impl, params), b in rows:
         if workload in WAIT_WORKLOADS:
-            key = (workload, "/".join(k + (":" + v if v else "") for k, v in params.items()))
-            WAITS.setdefault(key, {})[impl] = b
+            key = (workload, "/".join(k + (":" + v if v else "") for k, v in params.items()
+                                      if k != "round"))
+            WAITS.setdefault(key, {}).setdefault(impl, []).append(b)
             continue
         if workload == "Memory":
             phase = "/".join(k + (":" + v if v else "") for k, v in params.items())
@@ -261,54 +265,80 @@ def fmt_rate(v):
     return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
 
 
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return None if n == 0 else (values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2)
+
+
+def wait_figures(runs):
+    """One implementation's figures over its rounds: medians of the rates and times, the
+    slowest and fastest round, and the overtakes summed (one is one too many)."""
+    rates = [r["items_per_second"] for r in runs if "items_per_second" in r]
+    figures = {k: median([r[k] for r in runs if k in r])
+               for k in ("wait_p50_us", "wait_p99_us", "handoff_p50_us", "handoff_p99_us")}
+    figures.update(rate=median(rates), slowest=min(rates, default=None),
+                   fastest=max(rates, default=None), rounds=len(runs),
+                   overtakes=sum(r.get("overtakes", 0) for r in runs),
+                   candidates=sum(r.get("overtake_candidates", 0) for r in runs))
+    return figures
+
+
+def wait_rows():
+    """[(label, workload, {impl: figures})] in a fixed order."""
+    out = []
+    for (workload, params) in sorted(WAITS):
+        by_impl = WAITS[(workload, params)]
+        impls = [i for i in WAIT_IMPLS if i in by_impl] + [i for i in by_impl if i not in WAIT_IMPLS]
+        out.append((f"{WORKLOADS[workload]} {params}", workload,
+                    {i: wait_figures(by_impl[i]) for i in impls}))
+    return out
+
+
 def wait_table():
     if not WAITS:
         return []
-    out = ["", "waiting for a free MID: max 64 MIDs, 256 requests (async) or threads (blocking) "
-           f"on this machine's cores; x-base = requests/s / {WAIT_BASELINE}'s; times in us"]
-    out.append(f"  {'':<22}{'requests/s':>11}{'x-base':>8}{'wait p50':>10}{'wait p99':>10}"
-               f"{'handoff p50':>13}{'p99':>9}{'overtakes':>11}{'of known':>10}")
-    for (workload, params) in sorted(WAITS):
-        row = WAITS[(workload, params)]
-        out.append(f"{WORKLOADS[workload]} {params}")
-        base = row.get(WAIT_BASELINE, {}).get("items_per_second")
-        for impl in [i for i in WAIT_IMPLS if i in row] + [i for i in row if i not in WAIT_IMPLS]:
-            b = row[impl]
-            rate = b.get("items_per_second")
-            ratio = f"{rate / base:.2f}x" if rate and base else "-"
-            out.append(f"  {impl:<22}{fmt_rate(rate):>11}{ratio:>8}"
-                       f"{fmt(b.get('wait_p50_us')):>10}{fmt(b.get('wait_p99_us')):>10}"
-                       f"{fmt(b.get('handoff_p50_us')):>13}{fmt(b.get('handoff_p99_us')):>9}"
-                       f"{b.get('overtakes', 0):>11.0f}{b.get('overtake_candidates', 0):>10.0f}")
+    out = ["", "waiting for a free MID: max 64 MIDs, 256 requests (async) or threads (blocking); "
+           f"medians over the rounds; x-base = requests/s / {WAIT_BASELINE}'s; times in us; "
+           "overtakes summed over the rounds"]
+    out.append(f"  {'':<14}{'requests/s':>11}{'slowest-fastest':>17}{'x-base':>8}{'wait p50':>10}"
+               f"{'wait p99':>10}{'handoff p50':>13}{'p99':>9}{'overtakes':>11}{'of known':>10}")
+    for label, _, figures in wait_rows():
+        out.append(f"{label} ({max(f['rounds'] for f in figures.values())} rounds)")
+        base = figures.get(WAIT_BASELINE, {}).get("rate")
+        for impl, f in figures.items():
+            ratio = f"{f['rate'] / base:.2f}x" if f["rate"] and base else "-"
+            spread = f"{fmt_rate(f['slowest'])}-{fmt_rate(f['fastest'])}"
+            out.append(f"  {impl:<14}{fmt_rate(f['rate']):>11}{spread:>17}{ratio:>8}"
+                       f"{fmt(f['wait_p50_us']):>10}{fmt(f['wait_p99_us']):>10}"
+                       f"{fmt(f['handoff_p50_us']):>13}{fmt(f['handoff_p99_us']):>9}"
+                       f"{f['overtakes']:>11.0f}{f['candidates']:>10.0f}")
     return out
 
 
 def wait_verdicts(verdict):
-    for (workload, params) in sorted(WAITS):
-        row = WAITS[(workload, params)]
-        base = row.get(WAIT_BASELINE)
-        label = f"{WORKLOADS[workload]} {params}"
+    for label, workload, figures in wait_rows():
+        base = figures.get(WAIT_BASELINE)
         for impl in ("midatlas-c", "midatlas"):
-            m = row.get(impl)
+            m = figures.get(impl)
             if not m:
                 continue
-            if base and base.get("items_per_second"):
+            if base and base["rate"] and m["rate"]:
                 need = WAIT_TARGETS[workload]
-                r = m["items_per_second"] / base["items_per_second"]
+                r = m["rate"] / base["rate"]
                 verdict(r >= need, f"{label} ({impl}): >= {need:g}x {WAIT_BASELINE}'s completed "
-                                   f"requests/s ({r:.2f}x: {fmt_rate(m['items_per_second'])} vs "
-                                   f"{fmt_rate(base['items_per_second'])}/s)")
-                mp, bp = m.get("wait_p99_us"), base.get("wait_p99_us")
+                                   f"requests/s ({r:.2f}x: {fmt_rate(m['rate'])} vs "
+                                   f"{fmt_rate(base['rate'])}/s, medians)")
+                mp, bp = m["wait_p99_us"], base["wait_p99_us"]
                 if mp is not None and bp is not None:
                     verdict(mp <= bp, f"{label} ({impl}): p99 wait no worse than "
-                                      f"{WAIT_BASELINE}'s ({fmt(mp)} us vs {fmt(bp)} us)")
-            others = ", ".join(f"{i} {row[i].get('overtakes', 0):.0f}" for i in row if i != impl)
-            verdict(m.get("overtakes", 1) == 0 and m.get("overtake_candidates", 0) > 0,
-                    f"{label} ({impl}): FIFO, 0 overtakes ({m.get('overtakes', 0):.0f} among "
-                    f"{m.get('overtake_candidates', 0):.0f} requests whose queueing is known; "
-                    f"{others})")
-        handoffs = ", ".join(f"{i} {fmt(row[i].get('handoff_p50_us'))}/"
-                             f"{fmt(row[i].get('handoff_p99_us'))}" for i in row)
+                                      f"{WAIT_BASELINE}'s ({fmt(mp)} us vs {fmt(bp)} us, medians)")
+            others = ", ".join(f"{i} {f['overtakes']:.0f}" for i, f in figures.items() if i != impl)
+            verdict(m["overtakes"] == 0 and m["candidates"] > 0,
+                    f"{label} ({impl}): FIFO, 0 overtakes ({m['overtakes']:.0f} among "
+                    f"{m['candidates']:.0f} requests whose queueing is known; {others})")
+        handoffs = ", ".join(f"{i} {fmt(f['handoff_p50_us'])}/{fmt(f['handoff_p99_us'])}"
+                             for i, f in figures.items())
         verdict(None, f"{label}: hand-off latency, free -> waiter running, p50/p99 us: {handoffs}")
 
 
@@ -486,10 +516,11 @@ COMPARE_TOLERANCE = 0.05
 
 def compare(rounds, pattern, before, after):
     """Runs the rows `pattern` selects of both binaries in turn, `rounds` times. Per row: the
-    fastest real time of each binary (the least disturbed run) and their change, and the
-    median of the rounds' own after/before ratios (each round runs both back to back). Per
-    workload and API, the verdict is on the geometric mean of the rows' changes over the
-    thread counts; the worst row is named too."""
+    least CPU time per item of each binary (the least disturbed run; CPU time, so that time
+    the machine gave to other processes does not count) and their change, and the median of
+    the rounds' own after/before ratios (each round runs both back to back). Per workload and
+    API, the verdict is on the geometric mean of the rows' changes over the thread counts;
+    the worst row is named too."""
     bins = [("before", before), ("after", after)]
     times = {}  # name -> label -> [real_time per round]
     order = []
@@ -502,7 +533,7 @@ def compare(rounds, pattern, before, after):
             for label, binary in bins:
                 out = os.path.join(tmp, f"{r}-{label}.json")
                 subprocess.run([binary, "--benchmark_filter=" + pattern,
-                                "--benchmark_min_time=0.2", "--benchmark_format=json",
+                                "--benchmark_min_time=0.1", "--benchmark_format=json",
                                 "--benchmark_out=" + out, "--benchmark_out_format=json"],
                                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 with open(out) as f:
@@ -513,10 +544,11 @@ def compare(rounds, pattern, before, after):
                         if name not in times:
                             times[name] = {"before": [], "after": []}
                             order.append(name)
-                        times[name][label].append(b["real_time"])
+                        times[name][label].append(b["cpu_time"])
             print(f"  round {r}/{rounds} done, {time.time() - start:.0f}s", flush=True)
     print("")
-    print(f"{'benchmark':<58}{'before ns':>11}{'after ns':>11}{'change':>9}{'paired':>9}")
+    print("CPU time per item (ns), the least over the rounds")
+    print(f"{'benchmark':<58}{'before':>11}{'after':>11}{'change':>9}{'paired':>9}")
     per_key = {}
     for name in order:
         row = times[name]

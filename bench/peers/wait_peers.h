@@ -18,7 +18,8 @@
 //   using WaitNode = ...;                    the caller-owned storage of one queued request
 //                                            (zero-initialised before its first use)
 // Peers without an asynchronous form (the textbook condition variable) say
-// kHasAsync = false.
+// kHasAsync = false; kFifoHandOff says that a freed MID goes straight to the oldest waiter,
+// so that no MID is ever free while someone waits.
 #ifndef MIDATLAS_BENCH_PEERS_WAIT_PEERS_H_
 #define MIDATLAS_BENCH_PEERS_WAIT_PEERS_H_
 
@@ -47,6 +48,7 @@ class MidatlasCWait {
  public:
   static constexpr const char* kName = "midatlas-c";
   static constexpr bool kHasAsync = true;
+  static constexpr bool kFifoHandOff = true;
   using WaitNode = RX_MID_WAIT_BLOCK;
 
   explicit MidatlasCWait(std::uint32_t max_mids) {
@@ -132,6 +134,7 @@ class MutexFifoWait {
  public:
   static constexpr const char* kName = "mutex+fifo";
   static constexpr bool kHasAsync = true;
+  static constexpr bool kFifoHandOff = true;
 
   struct Sleeper;
   struct WaitNode {
@@ -238,6 +241,7 @@ class MutexCvWait {
  public:
   static constexpr const char* kName = "mutex+cv";
   static constexpr bool kHasAsync = false;
+  static constexpr bool kFifoHandOff = false;
   struct WaitNode {};
 
   explicit MutexCvWait(std::uint32_t max_mids) : table_(max_mids) {}
