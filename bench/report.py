@@ -268,7 +268,9 @@ def fmt_rate(v):
 def median(values):
     values = sorted(values)
     n = len(values)
-    return None if n == 0 else (values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2)
+    if n == 0:
+        return None
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
 
 def wait_figures(runs):
@@ -557,11 +559,9 @@ def compare(rounds, pattern, before, after):
             continue
         fast_before, fast_after = min(row["before"]), min(row["after"])
         change = fast_after / fast_before - 1
-        paired = sorted(a / b for a, b in zip(row["after"], row["before"]))
-        median = paired[len(paired) // 2] if len(paired) % 2 else (
-            paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
+        paired = median([a / b for a, b in zip(row["after"], row["before"])])
         print(f"{name:<58}{fast_before:>11.2f}{fast_after:>11.2f}{change * 100:>+8.1f}%"
-              f"{(median - 1) * 100:>+8.1f}%")
+              f"{(paired - 1) * 100:>+8.1f}%")
         parsed = parse_name(name)
         if parsed:
             workload, impl, _ = parsed
@@ -570,7 +570,7 @@ def compare(rounds, pattern, before, after):
             per_key.setdefault(key, []).append(
                 (change, int(threads.group(1)) if threads else 1))
     print("")
-    print("change: fastest after / fastest before - 1; paired: median over the rounds of "
+    print("change: least after / least before - 1; paired: median over the rounds of "
           "after / before - 1")
     print(f"targets (time per item; within {COMPARE_TOLERANCE:.0%} of before is unchanged; "
           "geometric mean over the thread counts):")
