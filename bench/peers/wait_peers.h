@@ -242,7 +242,6 @@ class MutexCvWait {
   static constexpr const char* kName = "mutex+cv";
   static constexpr bool kHasAsync = false;
   static constexpr bool kFifoHandOff = false;
-  struct WaitNode {};
 
   explicit MutexCvWait(std::uint32_t max_mids) : table_(max_mids) {}
   [[nodiscard]] bool ok() const { return true; }
@@ -255,11 +254,6 @@ class MutexCvWait {
       --waiters_;
     }
     return table_.Take(context, mid);
-  }
-
-  template <GrantRoutine Done>
-  AsyncResult AssociateAsync(void* /*context*/, WaitNode* /*node*/, Mid* /*mid*/) noexcept {
-    return AsyncResult::kFailed;
   }
 
   [[nodiscard]] void* Map(Mid mid) noexcept {
