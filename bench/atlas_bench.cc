@@ -25,6 +25,9 @@
 //                  drained; one item is one associate, refused or not
 //   BM_MidsInUse   the in-use count (mids_in_use / RxGetNumberOfMidsInUse) against occupancy
 //                  and initial_mids (midatlas only: the count is its own API)
+//   BM_WaitAsync, BM_WaitBlocking   waiting for a free MID in a saturated atlas of 64, against
+//                  mutex-protected tables with a FIFO of waiters or a condition variable
+//                  (wait_bench.cc, peers/wait_peers.h)
 //
 // Every atlas is created with max 65,535 MIDs and start 50 (the RDBSS defaults for a LAN
 // Manager server) unless the workload says otherwise, and reaches its occupancy by
@@ -54,6 +57,7 @@
 #if MIDATLAS_BENCH_HAVE_URCU
 #include "peers/urcu_peer.h"
 #endif
+#include "wait_bench.h"
 
 namespace midatlas::bench {
 namespace {
@@ -754,6 +758,7 @@ int main(int argc, char** argv) {
 #else
   RegisterPeers<>();
 #endif
+  RegisterWaitBenchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

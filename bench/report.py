@@ -4,6 +4,9 @@ targets and draws the plots. Standard library only; plots need gnuplot.
 
   report.py run BINARY OUTDIR [benchmark args...]   run, then table + plots
   report.py table JSON [OUTDIR]                      table (+ plots into OUTDIR) from a JSON
+  report.py compare ROUNDS FILTER BEFORE AFTER       the rows FILTER selects, of two builds of
+                                                     the binary, run in turn ROUNDS times; the
+                                                     fastest time of each, and the 5% verdicts
 """
 import json
 import os
@@ -33,7 +36,16 @@ WORKLOADS = {
     "MidsInUse": "mids-in-use",
     "MapChain": "lookup-chain",
     "Refusal": "refusal",
+    "WaitAsync": "wait-async",
+    "WaitBlocking": "wait-blocking",
 }
+# The waiting workloads have their own table (wait_bench.cc): requests/s, wait and hand-off
+# times, overtakes; ratios are to WAIT_BASELINE.
+WAIT_WORKLOADS = ("WaitAsync", "WaitBlocking")
+WAIT_IMPLS = ["midatlas-c", "midatlas", "mutex+fifo", "mutex+cv"]
+WAIT_BASELINE = "mutex+fifo"
+# Targets: completed requests/s at least this multiple of the baseline's.
+WAIT_TARGETS = {"WaitAsync": 3.0, "WaitBlocking": 1.5}
 GROUP_TITLES = {
     "lookup/50": "lookup, 50 in use (Map of a random in-use MID)",
     "lookup/2000": "lookup, 2,000 in use",
@@ -76,6 +88,8 @@ def describe(name):
     label = WORKLOADS.get(workload, workload.lower())
     if "in_use" in params and workload == "Map":
         label += " in_use:" + params["in_use"]
+    if workload in WAIT_WORKLOADS:
+        label += " " + "/".join(k + (":" + v if v else "") for k, v in params.items())
     if workload == "Memory":
         label = "memory " + "/".join(k + (":" + v if v else "") for k, v in params.items())
     if threads:
@@ -133,20 +147,27 @@ def load(json_path):
     with open(json_path) as f:
         data = json.load(f)
     # With repetitions, the median of each benchmark; otherwise its one run.
-    have_median = any(b.get("aggregate_name") == "median" for b in data["benchmarks"])
+    with_median = {b.get("run_name") for b in data["benchmarks"]
+                   if b.get("aggregate_name") == "median"}
     rows = []
     for b in data["benchmarks"]:
-        if have_median and b.get("aggregate_name") != "median":
-            continue
-        if not have_median and b.get("run_type") == "aggregate":
+        run_name = b.get("run_name", b["name"])
+        if run_name in with_median:
+            if b.get("aggregate_name") != "median":
+                continue
+        elif b.get("run_type") == "aggregate":
             continue
         if b.get("error_occurred"):
             continue
-        parsed = parse_name(b["run_name"] if "run_name" in b else b["name"])
+        parsed = parse_name(run_name)
         if not parsed:
             continue
         rows.append((parsed, b))
     return data["context"], rows
+
+
+# (workload, parameters) -> impl -> [the counters of each round's row] (wait_bench.cc).
+WAITS = {}
 
 
 def collect(rows):
@@ -154,6 +175,11 @@ def collect(rows):
     groups = {}
     memory = {}
     for (workload, impl, params), b in rows:
+        if workload in WAIT_WORKLOADS:
+            key = (workload, "/".join(k + (":" + v if v else "") for k, v in params.items()
+                                      if k != "round"))
+            WAITS.setdefault(key, {}).setdefault(impl, []).append(b)
+            continue
         if workload == "Memory":
             phase = "/".join(k + (":" + v if v else "") for k, v in params.items())
             memory.setdefault(impl, {})[phase] = (b.get("bytes"), b.get("bytes_attached"))
@@ -229,14 +255,101 @@ def table(context, groups, memory):
                     cell += f" [{attached / 1024:.1f}]"
                 cells.append(f"{cell:>20}")
             out.append(f"{impl:>14}" + "".join(cells))
+    out += wait_table()
     return "\n".join(out)
+
+
+def fmt_rate(v):
+    if v is None:
+        return "-"
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
+
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    if n == 0:
+        return None
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def wait_figures(runs):
+    """One implementation's figures over its rounds: medians of the rates and times, the
+    slowest and fastest round, and the overtakes summed (one is one too many)."""
+    rates = [r["items_per_second"] for r in runs if "items_per_second" in r]
+    figures = {k: median([r[k] for r in runs if k in r])
+               for k in ("wait_p50_us", "wait_p99_us", "handoff_p50_us", "handoff_p99_us")}
+    figures.update(rate=median(rates), slowest=min(rates, default=None),
+                   fastest=max(rates, default=None), rounds=len(runs),
+                   overtakes=sum(r.get("overtakes", 0) for r in runs),
+                   candidates=sum(r.get("overtake_candidates", 0) for r in runs))
+    return figures
+
+
+def wait_rows():
+    """[(label, workload, {impl: figures})] in a fixed order."""
+    out = []
+    for (workload, params) in sorted(WAITS):
+        by_impl = WAITS[(workload, params)]
+        impls = [i for i in WAIT_IMPLS if i in by_impl] + [i for i in by_impl if i not in WAIT_IMPLS]
+        out.append((f"{WORKLOADS[workload]} {params}", workload,
+                    {i: wait_figures(by_impl[i]) for i in impls}))
+    return out
+
+
+def wait_table():
+    if not WAITS:
+        return []
+    out = ["", "waiting for a free MID: max 64 MIDs, 256 requests (async) or threads (blocking); "
+           f"medians over the rounds; x-base = requests/s / {WAIT_BASELINE}'s; times in us; "
+           "overtakes summed over the rounds"]
+    out.append(f"  {'':<14}{'requests/s':>11}{'slowest-fastest':>17}{'x-base':>8}{'wait p50':>10}"
+               f"{'wait p99':>10}{'handoff p50':>13}{'p99':>9}{'overtakes':>11}{'of known':>10}")
+    for label, _, figures in wait_rows():
+        out.append(f"{label} ({max(f['rounds'] for f in figures.values())} rounds)")
+        base = figures.get(WAIT_BASELINE, {}).get("rate")
+        for impl, f in figures.items():
+            ratio = f"{f['rate'] / base:.2f}x" if f["rate"] and base else "-"
+            spread = f"{fmt_rate(f['slowest'])}-{fmt_rate(f['fastest'])}"
+            out.append(f"  {impl:<14}{fmt_rate(f['rate']):>11}{spread:>17}{ratio:>8}"
+                       f"{fmt(f['wait_p50_us']):>10}{fmt(f['wait_p99_us']):>10}"
+                       f"{fmt(f['handoff_p50_us']):>13}{fmt(f['handoff_p99_us']):>9}"
+                       f"{f['overtakes']:>11.0f}{f['candidates']:>10.0f}")
+    return out
+
+
+def wait_verdicts(verdict):
+    for label, workload, figures in wait_rows():
+        base = figures.get(WAIT_BASELINE)
+        for impl in ("midatlas-c", "midatlas"):
+            m = figures.get(impl)
+            if not m:
+                continue
+            if base and base["rate"] and m["rate"]:
+                need = WAIT_TARGETS[workload]
+                r = m["rate"] / base["rate"]
+                verdict(r >= need, f"{label} ({impl}): >= {need:g}x {WAIT_BASELINE}'s completed "
+                                   f"requests/s ({r:.2f}x: {fmt_rate(m['rate'])} vs "
+                                   f"{fmt_rate(base['rate'])}/s, medians)")
+                mp, bp = m["wait_p99_us"], base["wait_p99_us"]
+                if mp is not None and bp is not None:
+                    verdict(mp <= bp, f"{label} ({impl}): p99 wait no worse than "
+                                      f"{WAIT_BASELINE}'s ({fmt(mp)} us vs {fmt(bp)} us, medians)")
+            others = ", ".join(f"{i} {f['overtakes']:.0f}" for i, f in figures.items() if i != impl)
+            verdict(m["overtakes"] == 0 and m["candidates"] > 0,
+                    f"{label} ({impl}): FIFO, 0 overtakes ({m['overtakes']:.0f} among "
+                    f"{m['candidates']:.0f} requests whose queueing is known; {others})")
+        handoffs = ", ".join(f"{i} {fmt(f['handoff_p50_us'])}/{fmt(f['handoff_p99_us'])}"
+                             for i, f in figures.items())
+        verdict(None, f"{label}: hand-off latency, free -> waiter running, p50/p99 us: {handoffs}")
 
 
 def verdicts(groups):
     out = ["", "targets (ratios from this run):"]
 
     def verdict(ok, text):
-        out.append(f"  [{'met' if ok else 'MISSED'}] {text}")
+        mark = "info" if ok is None else ("met" if ok else "MISSED")
+        out.append(f"  [{mark}] {text}")
 
     for occ in ("50", "2000", "60000"):
         g = groups.get("lookup/" + occ, {})
@@ -338,6 +451,10 @@ def verdicts(groups):
             a = LATE_DUPLICATE_ALLOCS[impl]
             verdict(a == 0, f"late duplicate ({impl}): no allocation on the not-in-use path "
                             f"({a:g} allocations per call)")
+    wait_verdicts(verdict)
+    if groups.get("churn") or groups.get("rpc"):
+        verdict(None, "zero cost when nobody waits: the churn and rpc rows above against the "
+                      "build before waiting: scripts/bench --against=dae2fed")
     return "\n".join(out)
 
 
@@ -395,11 +512,89 @@ def report(json_path, outdir):
             print("plot:", path)
 
 
+# How much slower than the build before a change a row may be and still count as unchanged.
+COMPARE_TOLERANCE = 0.05
+
+
+def compare(rounds, pattern, before, after):
+    """Runs the rows `pattern` selects of both binaries in turn, `rounds` times. Per row: the
+    least CPU time per item of each binary (the least disturbed run; CPU time, so that time
+    the machine gave to other processes does not count) and their change, and the median of
+    the rounds' own after/before ratios (each round runs both back to back). Per workload and
+    API, the verdict is on the geometric mean of the rows' changes over the thread counts;
+    the worst row is named too."""
+    bins = [("before", before), ("after", after)]
+    times = {}  # name -> label -> [real_time per round]
+    order = []
+    loadavg = " ".join(open("/proc/loadavg").read().split()[:3])
+    print(f"compare: {rounds} rounds of {pattern!r}, load average {loadavg}", flush=True)
+    print(f"  before: {before}\n  after:  {after}", flush=True)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(1, rounds + 1):
+            for label, binary in bins:
+                out = os.path.join(tmp, f"{r}-{label}.json")
+                subprocess.run([binary, "--benchmark_filter=" + pattern,
+                                "--benchmark_min_time=0.1", "--benchmark_format=json",
+                                "--benchmark_out=" + out, "--benchmark_out_format=json"],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                with open(out) as f:
+                    for b in json.load(f)["benchmarks"]:
+                        if b.get("error_occurred") or b.get("run_type") == "aggregate":
+                            continue
+                        name = b["name"]
+                        if name not in times:
+                            times[name] = {"before": [], "after": []}
+                            order.append(name)
+                        times[name][label].append(b["cpu_time"])
+            print(f"  round {r}/{rounds} done, {time.time() - start:.0f}s", flush=True)
+    print("")
+    print("CPU time per item (ns), the least over the rounds")
+    print(f"{'benchmark':<58}{'before':>11}{'after':>11}{'change':>9}{'paired':>9}")
+    per_key = {}
+    for name in order:
+        row = times[name]
+        if not row["before"] or not row["after"]:
+            print(f"{name:<58}{'(only in one build)':>31}")
+            continue
+        fast_before, fast_after = min(row["before"]), min(row["after"])
+        change = fast_after / fast_before - 1
+        paired = median([a / b for a, b in zip(row["after"], row["before"])])
+        print(f"{name:<58}{fast_before:>11.2f}{fast_after:>11.2f}{change * 100:>+8.1f}%"
+              f"{(paired - 1) * 100:>+8.1f}%")
+        parsed = parse_name(name)
+        if parsed:
+            workload, impl, _ = parsed
+            key = (WORKLOADS.get(workload, workload.lower()), impl)
+            threads = re.search(r"threads:(\d+)", name)
+            per_key.setdefault(key, []).append(
+                (change, int(threads.group(1)) if threads else 1))
+    print("")
+    print("change: least after / least before - 1; paired: median over the rounds of "
+          "after / before - 1")
+    print(f"targets (time per item; within {COMPARE_TOLERANCE:.0%} of before is unchanged; "
+          "geometric mean over the thread counts):")
+    for (workload, impl), changes in sorted(per_key.items()):
+        product = 1.0
+        for change, _ in changes:
+            product *= 1 + change
+        mean = product ** (1 / len(changes)) - 1
+        worst, worst_threads = max(changes)
+        counts = ",".join(str(t) for _, t in sorted(changes, key=lambda c: c[1]))
+        print(f"  [{'met' if mean <= COMPARE_TOLERANCE else 'MISSED'}] {workload} ({impl}): "
+              f"within {COMPARE_TOLERANCE:.0%} of before ({mean * 100:+.1f}% over threads "
+              f"{counts}; worst row {worst * 100:+.1f}% at {worst_threads} threads)")
+    loadavg = " ".join(open("/proc/loadavg").read().split()[:3])
+    print(f"\nload average after the comparison: {loadavg}")
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "run":
         binary, outdir = argv[2], argv[3]
         json_path = run(binary, outdir, argv[4:])
         report(json_path, outdir)
+    elif len(argv) == 6 and argv[1] == "compare":
+        compare(int(argv[2]), argv[3], argv[4], argv[5])
     elif len(argv) >= 3 and argv[1] == "table":
         report(argv[2], argv[3] if len(argv) > 3 else None)
     else:
