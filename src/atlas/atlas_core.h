@@ -118,18 +118,23 @@ class AtlasCore {
   // handed over or the deadline passes (kTimeout). A past deadline makes it one try.
   AtlasResult AssociateWait(void* context, Mid* mid_out, bool use_reserve,
                             WaitDeadline deadline) noexcept;
-  // Associates at once (kOk), or queues `waiter` (kPending): its completion then runs exactly
-  // once, with kOk on the thread that freed the MID or with kCancelled. The caller fills
-  // waiter->complete / user / user_routine; the rest is set here.
-  AtlasResult AssociateAsync(void* context, bool use_reserve, Waiter* waiter,
-                             Mid* mid_out) noexcept;
+  // What a waiter asks for and how it is told (AssociateAsync, Enqueue).
+  struct WaitRequest {
+    void* context = nullptr;
+    bool use_reserve = false;
+    WaitCompletion complete = nullptr;
+    void* user = nullptr;
+    void (*user_routine)() = nullptr;
+  };
+  // Associates at once (kOk), or queues `waiter` (kPending): `request.complete` then runs
+  // exactly once, with kOk on the thread that freed the MID or with kCancelled. kInvalidArgument
+  // (nothing written to `waiter`) when it is still queued.
+  AtlasResult AssociateAsync(const WaitRequest& request, Waiter* waiter, Mid* mid_out) noexcept;
   // true: `waiter` was queued, and its completion has run with kCancelled; false: it was
   // already handed a MID (or was never queued here).
   bool CancelWait(Waiter* waiter) noexcept;
   [[nodiscard]] std::uint32_t waiters() const noexcept { return waits_.count(); }
-  // Whether `waiter` is on this atlas's queue now (its `queue` field may hold anything when
-  // it never was).
-  [[nodiscard]] bool IsQueued(const Waiter* waiter) noexcept;
+
   [[nodiscard]] std::uint32_t max_mids() const noexcept { return max_mids_; }
   [[nodiscard]] std::uint32_t initial_mids() const noexcept { return initial_mids_; }
   [[nodiscard]] std::uint32_t reserved_mids() const noexcept { return reserved_; }
@@ -229,7 +234,7 @@ class AtlasCore {
   // --- Waiting (atlas_waiting.cc) ---
   AtlasResult AssociateUnqueued(void* context, Mid* mid_out, bool use_reserve) noexcept;
   AtlasResult AssociateBehindWaiters(void* context, Mid* mid_out, bool use_reserve) noexcept;
-  AtlasResult Enqueue(Waiter* waiter) noexcept;
+  AtlasResult Enqueue(Waiter* waiter, const WaitRequest& request) noexcept;
   // Under waits_.mutex(): serves queued waiters, oldest first, with free MIDs; returns them.
   [[nodiscard]] Waiter* ServeQueueLocked() noexcept;
   [[nodiscard]] Waiter* ServeQueue() noexcept;

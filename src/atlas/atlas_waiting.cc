@@ -1,6 +1,11 @@
 // Waiting for a free MID (docs/DESIGN.md 10.8, WQ1-WQ4): the FIFO hand-off, blocking and
 // asynchronous waits, cancellation.
-#include <condition_variable>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
 #include <mutex>
 
 #include "atlas/atlas_core.h"
@@ -10,20 +15,49 @@ namespace midatlas::internal {
 
 namespace {
 
-// A blocking caller's wake-up: its own mutex and condition variable, so that a hand-off
-// wakes exactly the thread it served.
+// A blocking caller's wake-up: a futex word of its own, so that a hand-off wakes exactly the
+// thread it served, with one system call and no lock (the woken thread takes none either).
 struct Parker {
-  std::mutex mutex;
-  std::condition_variable woken;
-  bool served = false;
+  Atomic<std::uint32_t> served{0};
+
+  [[nodiscard]] bool Served() const noexcept {
+    // (wait:W10) acquire: pairs with (wait:W9); the handed MID was written before.
+    return served.load(std::memory_order_acquire) != 0;
+  }
+  // Sleeps while not served, until `deadline` (none: no limit). WQ4: a wake-up that finds the
+  // flag clear (spurious, or for an earlier user of this address) goes back to sleep.
+  bool SleepUntilServed(WaitDeadline deadline) noexcept {
+    while (!Served()) {
+      timespec remaining{};
+      timespec* timeout = nullptr;
+      if (deadline) {
+        const auto left = *deadline - std::chrono::steady_clock::now();
+        if (left <= std::chrono::steady_clock::duration::zero()) return false;
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        remaining.tv_sec = static_cast<time_t>(ns / 1000000000);
+        remaining.tv_nsec = static_cast<long>(ns % 1000000000);
+        timeout = &remaining;
+      }
+      syscall(SYS_futex, Word(), FUTEX_WAIT_PRIVATE, 0, timeout, nullptr, 0);
+    }
+    return true;
+  }
+  std::uint32_t* Word() noexcept {
+    // The futex word is the atomic's own storage (std::atomic<std::uint32_t> is a plain 32-bit
+    // word on Linux).
+    static_assert(sizeof(Atomic<std::uint32_t>) == sizeof(std::uint32_t));
+    return reinterpret_cast<std::uint32_t*>(&served);
+  }
 };
 
 void WakeParked(Waiter* waiter, AtlasResult /*result*/, Mid /*mid*/) {
   auto* parker = static_cast<Parker*>(waiter->user);
-  const std::lock_guard<std::mutex> lock(parker->mutex);
-  parker->served = true;
-  // Under the mutex: the waiter may return (ending the Parker) as soon as it sees `served`.
-  parker->woken.notify_one();
+  std::uint32_t* word = parker->Word();
+  // (wait:W9) release: the waiter's MID (set under the queue's mutex) comes before the flag.
+  parker->served.store(1, std::memory_order_release);
+  // The waiter may return (ending the Parker) as soon as it sees the flag: only the address
+  // is used from here on, and a wake-up of whoever sleeps there now is spurious to them.
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
 }
 
 }  // namespace
@@ -40,6 +74,9 @@ void AtlasCore::CompleteServed(Waiter* served) noexcept {
 // Under the queue's mutex. WQ2: oldest first; a waiter without the reserve flag that finds
 // the unreserved capacity taken is passed over only for waiters that may use the reserve.
 Waiter* AtlasCore::ServeQueueLocked() noexcept {
+  // Nothing to serve from while every MID is held: no associate attempt (a MID freed after
+  // this look is served by its freer, WQ1).
+  if (mids_in_use() >= max_mids_) return nullptr;
   Waiter* served_head = nullptr;
   Waiter** served_tail = &served_head;
   bool unreserved_full = false;
@@ -127,11 +164,18 @@ AtlasResult AtlasCore::AssociateBehindWaiters(void* context, Mid* mid_out,
   return result;
 }
 
-AtlasResult AtlasCore::Enqueue(Waiter* waiter) noexcept {
+AtlasResult AtlasCore::Enqueue(Waiter* waiter, const WaitRequest& request) noexcept {
   Waiter* served = nullptr;
   {
     const std::lock_guard<Mutex> lock(waits_.mutex());
+    // A waiter still queued keeps what it holds (its fields are only written below).
     if (waits_.Linked(waiter) && waits_.Contains(waiter)) return AtlasResult::kInvalidArgument;
+    waiter->context = request.context;
+    waiter->use_reserve = request.use_reserve;
+    waiter->complete = request.complete;
+    waiter->user = request.user;
+    waiter->user_routine = request.user_routine;
+    waiter->mid = 0;
     waits_.PushBack(waiter);  // (wait:W2)
     // (wait:W5) seq_cst fence: WQ1's Dekker pair. Either this waiter's tries below see a
     // freer's push (stack:S2), or that freer's count load (wait:W1) sees this waiter.
@@ -156,18 +200,19 @@ AtlasResult AtlasCore::Enqueue(Waiter* waiter) noexcept {
   return self ? AtlasResult::kOk : AtlasResult::kPending;
 }
 
-AtlasResult AtlasCore::AssociateAsync(void* context, bool use_reserve, Waiter* waiter,
+AtlasResult AtlasCore::AssociateAsync(const WaitRequest& request, Waiter* waiter,
                                       Mid* mid_out) noexcept {
-  if (context == nullptr || mid_out == nullptr || waiter == nullptr ||
-      waiter->complete == nullptr) {
+  if (request.context == nullptr || mid_out == nullptr || waiter == nullptr ||
+      request.complete == nullptr) {
     return AtlasResult::kInvalidArgument;
   }
-  const AtlasResult now = Associate(context, mid_out, use_reserve);
-  if (now != AtlasResult::kAllInUse) return now;
-  waiter->context = context;
-  waiter->use_reserve = use_reserve;
-  waiter->mid = 0;
-  const AtlasResult queued = Enqueue(waiter);
+  // With nobody queued, one lock-free try first; with waiters queued the caller goes behind
+  // them at once (WQ3): the enqueue serves the queue, this waiter included, under one lock.
+  if (!waits_.maybe_waiting()) {
+    const AtlasResult now = AssociateUnqueued(request.context, mid_out, request.use_reserve);
+    if (now != AtlasResult::kAllInUse) return now;
+  }
+  const AtlasResult queued = Enqueue(waiter, request);
   if (queued == AtlasResult::kOk) *mid_out = waiter->mid;
   return queued;
 }
@@ -180,47 +225,28 @@ AtlasResult AtlasCore::AssociateWait(void* context, Mid* mid_out, bool use_reser
   if (deadline && *deadline <= std::chrono::steady_clock::now()) return AtlasResult::kTimeout;
   Parker parker;
   Waiter waiter{};
-  waiter.context = context;
-  waiter.use_reserve = use_reserve;
-  waiter.user = &parker;
-  waiter.complete = &WakeParked;
-  const AtlasResult queued = Enqueue(&waiter);
+  waiter.queue = nullptr;
+  const AtlasResult queued = Enqueue(
+      &waiter, {.context = context, .use_reserve = use_reserve, .complete = &WakeParked,
+                .user = &parker});
   if (queued == AtlasResult::kOk) {
     *mid_out = waiter.mid;
     return AtlasResult::kOk;
   }
-  {
-    std::unique_lock<std::mutex> lock(parker.mutex);
-    // WQ4: a wake-up without a hand-off (spurious) goes back to sleep; only `served` or the
-    // deadline ends the wait.
-    if (deadline) {
-      parker.woken.wait_until(lock, *deadline, [&] { return parker.served; });
-    } else {
-      parker.woken.wait(lock, [&] { return parker.served; });
+  if (!parker.SleepUntilServed(deadline)) {
+    // The deadline passed: leave the queue, unless a hand-off took us first - then it is
+    // completing, and its MID is ours.
+    {
+      const std::lock_guard<Mutex> lock(waits_.mutex());
+      if (waits_.Linked(&waiter)) {
+        waits_.Unlink(&waiter);
+        return AtlasResult::kTimeout;
+      }
     }
-    if (parker.served) {
-      *mid_out = waiter.mid;
-      return AtlasResult::kOk;
-    }
+    parker.SleepUntilServed({});
   }
-  // The deadline passed: leave the queue, unless a hand-off took us first - then it is
-  // completing, and its MID is ours.
-  {
-    const std::lock_guard<Mutex> lock(waits_.mutex());
-    if (waits_.Linked(&waiter)) {
-      waits_.Unlink(&waiter);
-      return AtlasResult::kTimeout;
-    }
-  }
-  std::unique_lock<std::mutex> lock(parker.mutex);
-  parker.woken.wait(lock, [&] { return parker.served; });
   *mid_out = waiter.mid;
   return AtlasResult::kOk;
-}
-
-bool AtlasCore::IsQueued(const Waiter* waiter) noexcept {
-  const std::lock_guard<Mutex> lock(waits_.mutex());
-  return waits_.Linked(waiter) && waits_.Contains(waiter);
 }
 
 bool AtlasCore::CancelWait(Waiter* waiter) noexcept {

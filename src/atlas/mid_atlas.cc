@@ -146,7 +146,8 @@ void* MidAtlas::Map(Mid mid) const noexcept { return core_->Map(mid); }
 
 absl::StatusOr<void*> MidAtlas::MapAndDissociate(Mid mid) noexcept {
   void* context = nullptr;
-  const AtlasResult result = core_->MapAndDissociate(mid, &context);
+  // A discarded MID answers Cancelled and keeps its late context for MapAndDissociateOrLate.
+  const AtlasResult result = core_->MapAndDissociate(mid, &context, /*take_late=*/false);
   if (result == AtlasResult::kOk) [[likely]] return context;
   return ErrorFor(result);
 }
@@ -285,8 +286,10 @@ absl::StatusOr<MidWait> MidAtlas::AssociateAsync(void* context, MidWaitCallback 
   auto* node = new (std::nothrow) AsyncWaitNode{};
   if (node == nullptr) return ErrorFor(AtlasResult::kOutOfMemory);
   node->done = std::move(done);
-  node->waiter.complete = &AsyncWaitNode::Complete;
-  const AtlasResult result = core_->AssociateAsync(context, options.use_reserve, &node->waiter, &mid);
+  const AtlasResult result = core_->AssociateAsync(
+      {.context = context, .use_reserve = options.use_reserve,
+       .complete = &AsyncWaitNode::Complete},
+      &node->waiter, &mid);
   if (result == AtlasResult::kPending) {
     wait.core_ = core_;
     wait.node_ = node;

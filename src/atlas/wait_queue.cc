@@ -19,9 +19,10 @@ void WaitQueue::PushBack(Waiter* waiter) noexcept {
     head_ = waiter;
   }
   tail_ = waiter;
-  // (wait:W2) seq_cst: with the fence the waiter runs before its last try, the Dekker pair of
-  // a freer's push (stack:S2) and its count load (wait:W1).
-  count_.fetch_add(1, std::memory_order_seq_cst);
+  // (wait:W2) relaxed: only this mutex's holder writes the count, so a store suffices; the
+  // seq_cst fence the waiter runs next (wait:W5) makes it, with a freer's push (stack:S2) and
+  // count load (wait:W1), WQ1's Dekker pair.
+  count_.store(count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 void WaitQueue::Unlink(Waiter* waiter) noexcept {
@@ -38,8 +39,9 @@ void WaitQueue::Unlink(Waiter* waiter) noexcept {
   waiter->next = nullptr;
   waiter->prev = nullptr;
   waiter->queue = nullptr;
-  // (wait:W3) seq_cst: as (wait:W2).
-  count_.fetch_sub(1, std::memory_order_seq_cst);
+  // (wait:W3) relaxed: as (wait:W2); a freer that reads the old count only takes the mutex
+  // to find nobody to serve.
+  count_.store(count_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 }  // namespace midatlas::internal

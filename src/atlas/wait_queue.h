@@ -8,9 +8,10 @@
 // reads, on a line of its own, so an atlas nobody waits on pays one load of a line nobody
 // writes.
 //
-//   (wait:W1) the count, read by a freer after its push (seq_cst)  pairs with (wait:W2)
-//   (wait:W2) the count, raised when a waiter is queued (seq_cst)
-//   (wait:W3) the count, lowered when one leaves (seq_cst)
+//   (wait:W1) the count, read by a freer after its push (seq_cst)  pairs with (wait:W2) and
+//             the waiter's fence (wait:W5)
+//   (wait:W2) the count, raised when a waiter is queued (relaxed store, under the mutex)
+//   (wait:W3) the count, lowered when one leaves (relaxed store, under the mutex)
 //   (wait:W4) the count, read by an associate for barging (relaxed)
 #ifndef MIDATLAS_SRC_ATLAS_WAIT_QUEUE_H_
 #define MIDATLAS_SRC_ATLAS_WAIT_QUEUE_H_

@@ -111,15 +111,13 @@ NTSTATUS RxAssociateContextWithMidAsync(PRX_MID_ATLAS atlas, PVOID context, ULON
       (flags & ~ULONG{RX_MID_USE_RESERVE}) != 0) {
     return STATUS_INVALID_PARAMETER;
   }
-  Waiter* waiter = WaiterOf(wait_block);
-  // A block still queued keeps what it holds: checked before any field is written.
-  if (CoreOf(atlas)->IsQueued(waiter)) return STATUS_INVALID_PARAMETER;
-  waiter->user = nullptr;
-  waiter->user_routine = reinterpret_cast<void (*)()>(routine);
-  waiter->complete = &CallWaitRoutine;
   midatlas::Mid mid = 0;
-  const AtlasResult result =
-      CoreOf(atlas)->AssociateAsync(context, (flags & RX_MID_USE_RESERVE) != 0, waiter, &mid);
+  const AtlasResult result = CoreOf(atlas)->AssociateAsync(
+      {.context = context,
+       .use_reserve = (flags & RX_MID_USE_RESERVE) != 0,
+       .complete = &CallWaitRoutine,
+       .user_routine = reinterpret_cast<void (*)()>(routine)},
+      WaiterOf(wait_block), &mid);
   if (result == AtlasResult::kOk) *new_mid = mid;
   return ToNtStatus(result);
 }

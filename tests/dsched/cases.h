@@ -636,11 +636,9 @@ class HandOffCase final : public AtlasCase {
     new_caller_ = kNoMid;
     queued_result_ = AtlasResult::kPending;
     waiter_ = internal::Waiter{};
-    waiter_.user = this;
-    waiter_.complete = &HandOffCase::Completed;
     if (race_ == Race::kCancel) {
       Mid got = 0;
-      queued_result_ = core_->AssociateAsync(AsPointer(7), false, &waiter_, &got);
+      queued_result_ = core_->AssociateAsync(Request(), &waiter_, &got);
       if (queued_result_ != AtlasResult::kPending) Fail("set-up: the waiter was not queued");
     }
   }
@@ -652,7 +650,7 @@ class HandOffCase final : public AtlasCase {
       }
     } else if (thread == 1 && race_ == Race::kLostWakeUp) {
       Mid got = kNoMid;
-      queued_result_ = core_->AssociateAsync(AsPointer(7), false, &waiter_, &got);
+      queued_result_ = core_->AssociateAsync(Request(), &waiter_, &got);
       if (queued_result_ == AtlasResult::kOk) handed_mid_ = got;
     } else if (thread == 1) {
       cancelled_ = core_->CancelWait(&waiter_);
@@ -687,6 +685,9 @@ class HandOffCase final : public AtlasCase {
   }
 
  private:
+  AtlasCore::WaitRequest Request() {
+    return {.context = AsPointer(7), .complete = &HandOffCase::Completed, .user = this};
+  }
   static void Completed(internal::Waiter* waiter, AtlasResult result, Mid mid) {
     auto* self = static_cast<HandOffCase*>(waiter->user);
     ++self->completions_;
