@@ -291,10 +291,13 @@ class AtlasCore {
   AtlasResult AssociateBeyondLeafZero(void* context, Mid* mid_out) noexcept;
   AtlasResult AssociateAdmitted(void* context, Mid* mid_out, bool use_reserve) noexcept;
   void ReleaseAdmission() noexcept {
-    // (atlas:Q2) release: a MID's push (stack:S2) - or a failed take - comes before this in
-    // program order, so an admission (atlas:Q1) that reads this decrement also sees the push
-    // (RS1: admitted MIDs >= held MIDs at every instant).
-    admitted_.fetch_sub(1, std::memory_order_release);
+    // (atlas:Q2) seq_cst: release, since a MID's push (stack:S2) - or a failed take - comes
+    // before this in program order, so an admission (atlas:Q1) that reads this decrement also
+    // sees the push (RS1: admitted MIDs >= held MIDs at every instant); seq_cst, so that a
+    // waiter's fence (wait:W5) orders it before the waiter's own admission or the freer's count
+    // load (wait:W1) sees the waiter (WQ1 for the picker, whose Release is not seq_cst). On
+    // x86 the same instruction as release.
+    admitted_.fetch_sub(1, std::memory_order_seq_cst);
   }
   AtlasResult DissociateBeyondLeafZero(Mid mid, void** context_out) noexcept;
   bool TakeFromLeaf(LeafMap& leaf, void* context, Mid* mid_out) noexcept;
@@ -310,8 +313,10 @@ class AtlasCore {
     subordinate_held_.fetch_add(1, std::memory_order_relaxed);
   }
   void CountSubordinateFreed() noexcept {
-    // (atlas:C2) relaxed: as (atlas:C1).
-    subordinate_held_.fetch_sub(1, std::memory_order_relaxed);
+    // (atlas:C2) seq_cst: a count as (atlas:C1); seq_cst so that a waiter's look at
+    // mids_in_use after its fence (wait:W5) never misses a decrement ordered before it, which
+    // would make it skip a MID that is free (WQ1). On x86 the same instruction as relaxed.
+    subordinate_held_.fetch_sub(1, std::memory_order_seq_cst);
   }
   Confirmation ConfirmAllInUse() noexcept;
 
