@@ -10,6 +10,7 @@
 
 #include "atlas/atlas_core.h"
 #include "instrumentation/chaos.h"
+#include "reclamation/asymmetric_fence.h"
 
 namespace midatlas::internal {
 
@@ -178,8 +179,9 @@ AtlasResult AtlasCore::Enqueue(Waiter* waiter, const WaitRequest& request) noexc
     waiter->mid = 0;
     waits_.PushBack(waiter);  // (wait:W2)
     // (wait:W5) seq_cst fence: WQ1's Dekker pair. Either this waiter's tries below see a
-    // freer's push (stack:S2), or that freer's count load (wait:W1) sees this waiter.
-    AtomicThreadFence(std::memory_order_seq_cst);
+    // freer's push (stack:S2), or that freer's count load (wait:W1) sees this waiter. Under
+    // ThreadSanitizer, which ignores fences, the seq_cst RMW form (asymmetric_fence.h).
+    SeqCstFence();
     served = ServeQueueLocked();
   }
   bool self = false;
