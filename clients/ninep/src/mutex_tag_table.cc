@@ -71,7 +71,8 @@ class MutexTagTable final : public TagTable {
     if (request->phase.load(std::memory_order_relaxed) != TagEntry::kLive) {
       return DiscardResult::kAlreadyCompleted;  // the reply or the drain claimed it
     }
-    request->phase.store(TagEntry::kDiscarded, std::memory_order_relaxed);  // (ninep:M2) mu_
+    // (ninep:M2) relaxed: under mu_.
+    request->phase.store(TagEntry::kDiscarded, std::memory_order_relaxed);
     late->tag.store(tag, std::memory_order_relaxed);  // (ninep:M3) relaxed: under mu_
     // A live request's slot holds it (only its claimer frees the slot).
     Slot& slot = slots_[tag];
@@ -161,7 +162,7 @@ class MutexTagTable final : public TagTable {
   TagEntry* CompleteLocked(std::uint16_t tag) {
     TagEntry* e = slots_[tag].request;
     if (e == nullptr) return nullptr;
-    e->phase.store(TagEntry::kCompleted, std::memory_order_relaxed);  // (ninep:M5) under mu_
+    e->phase.store(TagEntry::kCompleted, std::memory_order_relaxed);  // (ninep:M5) relaxed: mu_
     slots_[tag].request = nullptr;
     FreeLocked(tag);
     return e;

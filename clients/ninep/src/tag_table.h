@@ -70,8 +70,8 @@ struct TagEntry {
 
   const Kind kind;
   // The full tag (generation bits included) this entry is associated under; NOTAG until the
-  // table assigns one. (ninep:T1) release store by Acquire, and (ninep:T2) by Discard for a
-  // late context, before the request is sent.
+  // table assigns one. Stored with release by Acquire (ninep:T1) and, for a late context, by
+  // Discard (ninep:T2), before the request or its Tflush is sent.
   std::atomic<std::uint16_t> tag{kNoTag};
   std::atomic<std::uint8_t> phase{kLive};
   // A request's late context, written by its Discard before the claim that publishes it: a
