@@ -277,6 +277,26 @@ TEST_P(ScriptedServerTest, QuarantinedTagIsReusedOnlyAfterTheRflush) {
   EXPECT_EQ(s.tags_in_use, 0U);
 }
 
+TEST_P(ScriptedServerTest, HangUpAfterALateReplyBeforeTheRflushFailsTheTflush) {
+  // The late reply takes the late context out of the table; the Tflush still in flight is
+  // drained when the server hangs up, and with it the last reference cycle goes (the leak
+  // checker of the ASan build sees to that).
+  Call open = conn_->Start(BuildTlopen(1, 0));
+  const Received tlopen = Read();
+  ASSERT_TRUE(open.Cancel());
+  const Received tflush = Read();
+  ASSERT_EQ(tflush.type, static_cast<std::uint8_t>(MsgType::kTflush));
+  Send(ReplyBuilder(MsgType::kRlopen, tlopen.tag).Qid(0, 0, 5).U32(0).Build());
+  ASSERT_TRUE(Eventually([&] { return open.late_reply().has_value(); }));
+  ::close(server_);
+  server_ = -1;
+  ASSERT_TRUE(Eventually([&] { return conn_->closed() && conn_->stats().tags_in_use == 0; }));
+  EXPECT_EQ(open.Wait().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_FALSE(open.Cancel());  // nothing left to flush
+  EXPECT_EQ(conn_->stats().late_replies, 1U);
+  EXPECT_EQ(conn_->stats().rflushes, 0U);
+}
+
 TEST_P(ScriptedServerTest, OnlyTheLastOfRepeatedTflushesIsAnsweredAndItFreesThemAll) {
   Call call = conn_->Start(BuildTgetattr(1, kGetattrBasic));
   const Received tgetattr = Read();
