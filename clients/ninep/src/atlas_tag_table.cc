@@ -1,23 +1,29 @@
-// AtlasTagTable: the tag table on a midatlas MID atlas.
+// AtlasTagTable: the tag table on a midatlas MID atlas, every protocol rule done by the atlas.
 //
-// The receive path maps a reply's tag with MidAtlas::Map (wait-free) and frees it with
-// MapAndDissociate (one CAS); application threads acquire tags with Associate (one CAS).
+//   tags            the atlas's MIDs: generation << slot_bits | slot, with the generation bits
+//                   the maximum leaves spare (AtlasOptions::generation_bits); a reply under an
+//                   old generation maps to nothing. NOTAG is an excluded value.
+//   receive path    Map (wait-free), then MapAndDissociate (one CAS) for the request it found.
+//   quarantine      MidAtlas::Discard(tag, late): the tag stays held, mapping to nothing, with
+//                   the late context; MapAndDissociateOrLate hands that context to the reply
+//                   that beats the Rflush, once; ReleaseDiscarded ends the quarantine.
+//   waiting         Associate, and when every tag is in use AssociateAsync: one FIFO, a freed
+//                   tag goes straight to the oldest waiter, no new caller overtakes it.
 //
-// TEMPORARY (until the atlas offers generation bits, discard/quarantine with a late context,
-// and FIFO waiting for a free MID; then only this file changes). The atlas of today lacks
-// them, so this file adds the least that makes them work, each marked TEMPORARY(...):
-//   - generations: a counter per slot, kept here, touched only by the slot's current owner;
-//   - quarantine: Discard swaps the request for its late context with Reassociate, and a phase
-//     word in the entry (kLive -> kDiscarding -> kDiscarded) keeps a racing Complete off the
-//     slot while the swap is in progress;
-//   - FIFO waiting: FifoGate (fifo_gate.h) around Associate.
-// NOTAG needs nothing: MIDs are below max_mids <= 65535, and when generation bits exist the one
-// (generation, slot) pair that spells 0xFFFF is skipped.
+// The one thing kept beside the atlas is the request's phase: who claimed it (tag_table.h,
+// WHO CLAIMS A REQUEST). A canceller claims the request before it discards its tag, so the
+// tag it discards is still the request's; a reply claims it before it frees the tag. A reply
+// that finds the request claimed by a canceller whose Discard has not run yet quarantines the
+// tag itself, with the late context the canceller left in the request: of the two Discards
+// the atlas lets exactly one take the request, and either way the tag ends up quarantined with
+// that context, so the reply never waits for the canceller.
+#include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <thread>
+#include <mutex>
+#include <utility>
 
-#include "fifo_gate.h"
 #include "midatlas/mid_atlas.h"
 #include "tag_table.h"
 
@@ -27,159 +33,273 @@ namespace {
 class AtlasTagTable final : public TagTable {
  public:
   AtlasTagTable(midatlas::MidAtlas atlas, std::uint32_t max_in_flight)
-      : atlas_(std::move(atlas)),
-        max_in_flight_(max_in_flight),
-        slot_bits_(SlotBits(max_in_flight)),
-        slot_mask_(static_cast<std::uint16_t>((1U << slot_bits_) - 1)),
-        generation_mask_(static_cast<std::uint16_t>((1U << (16 - slot_bits_)) - 1)),
-        generations_(new std::uint16_t[max_in_flight]()) {}
+      : atlas_(std::move(atlas)), max_in_flight_(max_in_flight) {}
 
   absl::StatusOr<std::uint16_t> Acquire(TagEntry* request) override {
-    return gate_.Acquire([&] { return TryTake(request); });
+    // (ninep:W2) acquire: pairs with Close's store (W1); a caller that misses it acquires
+    // before Close in the linearization and is failed by the connection's own closed check.
+    if (closed_.load(std::memory_order_acquire)) {
+      return absl::UnavailableError("connection closed");
+    }
+    // Behind queued waiters the atlas answers "all in use" (no barging); then queue.
+    absl::StatusOr<midatlas::Mid> now = atlas_.Associate(request);
+    if (now.ok()) return Admit(request, *now);
+    if (!midatlas::IsAllMidsInUse(now.status())) return now.status();
+    return AcquireQueued(request);
   }
+
   absl::StatusOr<std::uint16_t> TryAcquire(TagEntry* request) override {
-    return TryTake(request);
+    absl::StatusOr<midatlas::Mid> now = atlas_.Associate(request);
+    if (!now.ok()) return now.status();
+    return Admit(request, *now);
+  }
+
+  TagEntry* CompleteReply(std::uint16_t tag) override {
+    if (auto* e = static_cast<TagEntry*>(atlas_.Map(tag))) {
+      std::uint8_t phase = TagEntry::kLive;
+      if (Claim(e, phase)) {
+        (void)atlas_.MapAndDissociate(tag);  // cannot fail: only a claimer frees the tag
+        return e;
+      }
+      if (phase != TagEntry::kDiscarded) return Unknown();  // a sender's own Complete
+      // A canceller claimed it and has not quarantined the tag yet: do it for it. Exactly one
+      // of the two Discards takes the request; the tag is quarantined with this late context.
+      (void)atlas_.Discard(tag, e->discard_late);
+    }
+    absl::StatusOr<midatlas::Dissociated> taken = atlas_.MapAndDissociateOrLate(tag);
+    // Not in use: never issued, completed already, an old generation, NOTAG.
+    if (!taken.ok()) return Unknown();
+    if (taken->late) {
+      // The late context, the first time; a second reply for the tag finds nothing.
+      return taken->context != nullptr ? static_cast<TagEntry*>(taken->context) : Unknown();
+    }
+    // A live request the Map above missed: its tag was handed out in between, so this reply
+    // came before its request was sent (only a misbehaving server does that). The atlas has
+    // freed the tag; whoever claims the request owns it.
+    auto* e = static_cast<TagEntry*>(taken->context);
+    std::uint8_t phase = TagEntry::kLive;
+    if (Claim(e, phase)) return e;
+    // Claimed by a canceller whose Discard can no longer find the tag: its late context goes
+    // out here, in the request's place, as a drain would hand it out.
+    if (phase == TagEntry::kDiscarded) return e->discard_late;
+    return Unknown();
   }
 
   TagEntry* Complete(std::uint16_t tag) override {
-    TagEntry* e = Find(tag);
-    if (e == nullptr || e->kind != TagEntry::Kind::kRequest) return nullptr;
-    std::uint8_t live = TagEntry::kLive;
-    // (ninep:P1) acq_rel CAS: claims the request against Discard (P2) and the drain (P3);
-    // acquire so the claimer sees what the sender wrote, release for the symmetric case.
-    if (!e->phase.compare_exchange_strong(live, TagEntry::kCompleted,
-                                          std::memory_order_acq_rel)) {
-      return nullptr;
-    }
-    // Fails only when a shutdown drain freed the slot first; the phase decided ownership.
-    (void)atlas_.MapAndDissociate(SlotOf(tag));
-    gate_.Freed();
+    auto* e = static_cast<TagEntry*>(atlas_.Map(tag));
+    std::uint8_t phase = TagEntry::kLive;
+    if (e == nullptr || !Claim(e, phase)) return nullptr;
+    // Fails only when a shutdown drain freed the tag first; the claim decided the owner.
+    (void)atlas_.MapAndDissociate(tag);
     return e;
   }
 
   DiscardResult Discard(std::uint16_t tag, TagEntry* request, TagEntry* late) override {
+    request->discard_late = late;
+    // (ninep:T2) release: the late context's tag, for the connection's Release; the request
+    // is sent before Discard can run, and the Tflush only after it returns.
+    late->tag.store(tag, std::memory_order_release);
     std::uint8_t live = TagEntry::kLive;
-    // (ninep:P2) acq_rel CAS: claims the request against Complete (P1) and the drain (P3).
-    if (!request->phase.compare_exchange_strong(live, TagEntry::kDiscarding,
+    // (ninep:P2) acq_rel CAS: claims the request against a reply's claim (P1) and the drain's
+    // (P3); release publishes discard_late to a reply or drain that then finds kDiscarded.
+    if (!request->phase.compare_exchange_strong(live, TagEntry::kDiscarded,
                                                 std::memory_order_acq_rel)) {
       return DiscardResult::kAlreadyCompleted;
     }
-    // (ninep:T2) release: the late context's tag before it is published by Reassociate.
-    late->tag.store(tag, std::memory_order_release);
-    // TEMPORARY(atlas-discard): Reassociate publishes `late` (release; Map acquires).
-    const absl::Status swapped = atlas_.Reassociate(SlotOf(tag), late);
-    // (ninep:P4) release: the swap is done; pairs with the acquire load in CompleteLate (P5).
-    request->phase.store(TagEntry::kDiscarded, std::memory_order_release);
-    return swapped.ok() ? DiscardResult::kQuarantined : DiscardResult::kDrained;
+    // Fails only when a reply quarantined the tag first (CompleteReply), or a shutdown drain
+    // freed it and handed `late` out in the request's place: either way `late` is the
+    // table's now. (The creation's warm-up discard means this never fails for memory.)
+    (void)atlas_.Discard(tag, late);
+    return DiscardResult::kQuarantined;
   }
 
-  TagEntry* CompleteLate(std::uint16_t tag) override {
-    for (;;) {
-      TagEntry* e = Find(tag);
-      if (e == nullptr) break;
-      if (e->kind == TagEntry::Kind::kRequest) {
-        // (ninep:P5) acquire: pairs with P4, so the next Map sees the late context.
-        const std::uint8_t phase = e->phase.load(std::memory_order_acquire);
-        if (phase == TagEntry::kDiscarding) {
-          // TEMPORARY(atlas-discard): Discard is between its claim and its swap, a few
-          // instructions on another thread; the reply waits for it.
-          std::this_thread::yield();
-          continue;
-        }
-        if (phase == TagEntry::kDiscarded) continue;  // the late context is in the slot now
-        break;                                        // a live or completed request
+  absl::StatusOr<TagEntry*> Release(std::uint16_t tag) override {
+    absl::StatusOr<void*> late = atlas_.ReleaseDiscarded(tag);
+    if (!late.ok()) return late.status();
+    return static_cast<TagEntry*>(*late);
+  }
+
+  void Close() override {
+    std::lock_guard<std::mutex> lock(queued_mu_);
+    // (ninep:W1) release: pairs with W2; under queued_mu_, so a waiter that registers after
+    // this sees it there.
+    closed_.store(true, std::memory_order_release);
+    // A waiter still queued is cancelled (its callback runs now, with Cancelled); one a
+    // hand-off reached first keeps its tag, admitted before the close.
+    for (QueuedAcquire* q = queued_; q != nullptr; q = q->next) q->handle.Cancel();
+  }
+
+  void Drain(absl::FunctionRef<void(TagEntry*)> fn) override {
+    auto hand_out = [&](void* context) {
+      auto* e = static_cast<TagEntry*>(context);
+      if (e->kind == TagEntry::Kind::kLate) {
+        fn(e);  // a quarantined tag's late context no reply took
+        return;
       }
-      std::uint8_t pending = TagEntry::kLatePending;
-      // (ninep:P6) relaxed CAS: only the receive thread consumes late contexts; the CAS
-      // makes "once" explicit.
-      if (e->phase.compare_exchange_strong(pending, TagEntry::kLateConsumed,
-                                           std::memory_order_relaxed)) {
-        return e;
+      std::uint8_t live = TagEntry::kLive;
+      // (ninep:P3) acq_rel CAS: claims the request against a reply (P1) and a canceller (P2);
+      // acquire so that a canceller's discard_late is visible when it won.
+      if (e->phase.compare_exchange_strong(live, TagEntry::kCompleted,
+                                           std::memory_order_acq_rel)) {
+        fn(e);
+      } else if (live == TagEntry::kDiscarded) {
+        fn(e->discard_late);  // the canceller's Discard lost the tag to this drain
       }
-      break;
+      // kCompleted: a sender's Complete claimed it, and completes it.
+    };
+    atlas_.IterateAndRemove(hand_out);
+    // A canceller's Discard that took its tag while the pass went by leaves it quarantined
+    // (the atlas leaves a MID discarded meanwhile to its release); a second pass releases it.
+    // No discard can succeed after the first pass: every tag it left live was claimed there.
+    if (atlas_.discarded_mids() != 0) atlas_.IterateAndRemove(hand_out);
+  }
+
+  [[nodiscard]] std::uint32_t max_in_flight() const override { return max_in_flight_; }
+  [[nodiscard]] int generation_bits() const override {
+    return static_cast<int>(atlas_.generation_bits());
+  }
+  [[nodiscard]] std::uint32_t in_use() const override { return atlas_.mids_in_use(); }
+  [[nodiscard]] std::uint32_t waiting() const override { return atlas_.waiters(); }
+  [[nodiscard]] TagTableCounters counters() const override {
+    // (ninep:C2) relaxed loads: statistics.
+    return {.unknown_tags = unknown_tags_.load(std::memory_order_relaxed),
+            .waits = waits_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  // One Acquire waiting in the atlas's FIFO. The atlas runs `Finish` once: with the tag, on
+  // the thread that freed it, or with Cancelled (Close).
+  struct QueuedAcquire {
+    QueuedAcquire(AtlasTagTable* t, TagEntry* r) : table(t), request(r) {}
+
+    void Finish(absl::StatusOr<midatlas::Mid> mid) {
+      // Numbered here, in the order the hand-offs are made when one thread frees tags (the
+      // receive thread, in the connection).
+      if (mid.ok()) request->admission = table->NextAdmission();
+      std::lock_guard<std::mutex> lock(mu);
+      result = std::move(mid);
+      done = true;
+      cv.notify_one();  // under the mutex: the waiter may end this object once it sees `done`
     }
+    absl::StatusOr<midatlas::Mid> Wait() {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [this] { return done; });
+      return std::move(result);
+    }
+
+    AtlasTagTable* const table;
+    TagEntry* const request;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;                    // guarded by mu
+    absl::StatusOr<midatlas::Mid> result;  // guarded by mu
+    midatlas::MidWait handle;             // guarded by queued_mu_ while registered
+    QueuedAcquire* prev = nullptr;        // guarded by queued_mu_
+    QueuedAcquire* next = nullptr;        // guarded by queued_mu_
+  };
+
+  absl::StatusOr<std::uint16_t> AcquireQueued(TagEntry* request) {
+    QueuedAcquire q(this, request);
+    absl::StatusOr<midatlas::MidWait> wait = atlas_.AssociateAsync(
+        request, [&q](absl::StatusOr<midatlas::Mid> mid) { q.Finish(std::move(mid)); });
+    if (!wait.ok()) return wait.status();
+    // A tag came free between the two tries: it is ours, and the callback never runs.
+    if (wait->mid().has_value()) return Admit(request, *wait->mid());
+    waits_.fetch_add(1, std::memory_order_relaxed);  // (ninep:C4) relaxed: a counter
+    {
+      std::lock_guard<std::mutex> lock(queued_mu_);
+      q.handle = *std::move(wait);
+      // (ninep:W3) relaxed: under queued_mu_, which Close holds while it stores (W1).
+      if (closed_.load(std::memory_order_relaxed)) {
+        q.handle.Cancel();  // Close missed it; the callback runs now (or ran: a hand-off)
+      } else {
+        Register(&q);
+      }
+    }
+    absl::StatusOr<midatlas::Mid> mid = q.Wait();
+    {
+      std::lock_guard<std::mutex> lock(queued_mu_);
+      if (q.prev != nullptr || queued_ == &q) Unregister(&q);
+    }
+    // q.handle is done with: its destruction frees the atlas's node and cancels nothing.
+    if (!mid.ok()) return absl::UnavailableError("connection closed while waiting for a tag");
+    return PublishTag(request, *mid);  // numbered by Finish
+  }
+
+  void Register(QueuedAcquire* q) {  // under queued_mu_
+    q->next = queued_;
+    if (queued_ != nullptr) queued_->prev = q;
+    queued_ = q;
+  }
+  void Unregister(QueuedAcquire* q) {  // under queued_mu_
+    if (q->prev != nullptr) q->prev->next = q->next;
+    if (q->next != nullptr) q->next->prev = q->prev;
+    if (queued_ == q) queued_ = q->next;
+    q->prev = q->next = nullptr;
+  }
+
+  std::uint16_t Admit(TagEntry* request, midatlas::Mid tag) {
+    request->admission = NextAdmission();
+    return PublishTag(request, tag);
+  }
+  static std::uint16_t PublishTag(TagEntry* request, midatlas::Mid tag) {
+    // (ninep:T1) release: the request's tag, read by Cancel (T4) and Call::tag (T7).
+    request->tag.store(tag, std::memory_order_release);
+    return tag;
+  }
+  std::uint64_t NextAdmission() {
+    // (ninep:C3) relaxed: an order number; tests read it after the waiters are admitted.
+    return admissions_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Moves `e` out of kLive; on failure `phase` holds what claimed it.
+  static bool Claim(TagEntry* e, std::uint8_t& phase) {
+    // (ninep:P1) acq_rel CAS: a reply (or a sender's Complete) claims the request against a
+    // canceller (P2) and the drain (P3); acquire so that a canceller's discard_late is
+    // visible when it won, and the claimer sees what the sender wrote.
+    return e->phase.compare_exchange_strong(phase, TagEntry::kCompleted,
+                                            std::memory_order_acq_rel);
+  }
+
+  TagEntry* Unknown() {
     unknown_tags_.fetch_add(1, std::memory_order_relaxed);  // (ninep:C1) relaxed: a counter
     return nullptr;
   }
 
-  TagEntry* Release(std::uint16_t tag) override {
-    TagEntry* e = Find(tag);
-    if (e == nullptr || e->kind != TagEntry::Kind::kLate) return nullptr;
-    (void)atlas_.MapAndDissociate(SlotOf(tag));
-    gate_.Freed();
-    return e;
-  }
-
-  void Close() override { gate_.Close(); }
-
-  void Drain(absl::FunctionRef<void(TagEntry*)> fn) override {
-    atlas_.IterateAndRemove([&](void* context) { fn(static_cast<TagEntry*>(context)); });
-  }
-
-  [[nodiscard]] std::uint32_t max_in_flight() const override { return max_in_flight_; }
-  [[nodiscard]] int generation_bits() const override { return 16 - slot_bits_; }
-  [[nodiscard]] std::uint32_t in_use() const override { return atlas_.mids_in_use(); }
-  [[nodiscard]] std::uint32_t waiting() const override { return gate_.waiting(); }
-  [[nodiscard]] TagTableCounters counters() const override {
-    return {.unknown_tags = unknown_tags_.load(std::memory_order_relaxed),  // (ninep:C2) relaxed
-            .waits = gate_.waits()};
-  }
-
- private:
-  [[nodiscard]] midatlas::Mid SlotOf(std::uint16_t tag) const {
-    return static_cast<midatlas::Mid>(tag & slot_mask_);
-  }
-
-  absl::StatusOr<std::uint16_t> TryTake(TagEntry* request) {
-    absl::StatusOr<midatlas::Mid> slot = atlas_.Associate(request);
-    if (!slot.ok()) return slot.status();
-    // TEMPORARY(atlas-generations): the slot is this thread's until it is freed, and the
-    // atlas orders successive owners (free is release, allocate is acquire), so a plain
-    // counter per slot is enough.
-    std::uint16_t generation = generations_[*slot];
-    std::uint16_t tag = 0;
-    do {
-      generation = static_cast<std::uint16_t>((generation + 1) & generation_mask_);
-      tag = static_cast<std::uint16_t>((generation << slot_bits_) | *slot);
-    } while (tag == kNoTag);
-    generations_[*slot] = generation;
-    // (ninep:C3) relaxed: an order number; tests read it after the waiters are admitted.
-    request->admission = admissions_.fetch_add(1, std::memory_order_relaxed);
-    // (ninep:T1) release: the tag of this association; pairs with the acquire load in Find.
-    request->tag.store(tag, std::memory_order_release);
-    return tag;
-  }
-
-  // The entry `tag` maps to, if the slot holds one under this very tag (generation included).
-  TagEntry* Find(std::uint16_t tag) const {
-    // NOTAG is what an entry's tag reads before Acquire stores the real one: never a match.
-    if (tag == kNoTag) return nullptr;
-    const midatlas::Mid slot = SlotOf(tag);
-    if (slot >= max_in_flight_) return nullptr;
-    auto* e = static_cast<TagEntry*>(atlas_.Map(slot));
-    // (ninep:T3) acquire: pairs with T1/T2; a slot just re-associated reads NOTAG or its new
-    // tag, never the old one, so a stale reply cannot match it.
-    if (e == nullptr || e->tag.load(std::memory_order_acquire) != tag) return nullptr;
-    return e;
-  }
-
   midatlas::MidAtlas atlas_;
   const std::uint32_t max_in_flight_;
-  const int slot_bits_;
-  const std::uint16_t slot_mask_;
-  const std::uint16_t generation_mask_;
-  std::unique_ptr<std::uint16_t[]> generations_;  // TEMPORARY(atlas-generations)
-  FifoGate gate_;                                 // TEMPORARY(atlas-fifo)
+  std::mutex queued_mu_;               // taken only by waiters and Close
+  QueuedAcquire* queued_ = nullptr;    // guarded by queued_mu_: waiters Close must cancel
+  std::atomic<bool> closed_{false};    // written under queued_mu_
   std::atomic<std::uint64_t> unknown_tags_{0};
+  std::atomic<std::uint64_t> waits_{0};
   std::atomic<std::uint64_t> admissions_{0};
 };
+
+// Any context will do for the warm-up discard; it is never mapped by anyone else.
+char warm_up_context;
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TagTable>> MakeAtlasTagTable(std::uint32_t max_in_flight) {
+  // Generation bits in whatever the slots leave spare: 1,024 in flight -> 10 slot bits, 6
+  // generation bits; above 32,768 none.
+  const int generation_bits = 16 - SlotBits(max_in_flight);
   absl::StatusOr<midatlas::MidAtlas> atlas = midatlas::MidAtlas::Create(
-      {.max_mids = max_in_flight, .initial_mids = max_in_flight < 64 ? max_in_flight : 64});
+      {.max_mids = max_in_flight,
+       .initial_mids = std::min<std::uint32_t>(max_in_flight, 64),
+       .excluded_mids = {kNoTag},
+       .generation_bits = static_cast<std::uint32_t>(generation_bits)});
   if (!atlas.ok()) return atlas.status();
+  // The atlas creates its quarantine at its first Discard, which is thus the one Discard that
+  // can fail for memory. Make it here, where a failure is the creation's: a canceller that
+  // has claimed its request then always finds the quarantine there.
+  absl::StatusOr<midatlas::Mid> mid = atlas->Associate(&warm_up_context);
+  if (!mid.ok()) return mid.status();
+  if (absl::StatusOr<void*> taken = atlas->Discard(*mid); !taken.ok()) return taken.status();
+  if (absl::StatusOr<void*> late = atlas->ReleaseDiscarded(*mid); !late.ok()) {
+    return late.status();
+  }
   return std::unique_ptr<TagTable>(new AtlasTagTable(*std::move(atlas), max_in_flight));
 }
 

@@ -3,10 +3,13 @@
 // OWNERSHIP
 //   A CallState is shared by the caller's Call handles and, while its tag maps to it, by the
 //   connection through `self` (the table holds raw pointers). Whoever claims the request in
-//   the tag table (Complete on the receive thread, Discard in Cancel, the shutdown drain)
-//   takes `self`. A cancelled request's LateContext holds the request (`original`) and itself
-//   (`self`) until its tag is released (Rflush) or drained; Tflush calls hold their
-//   LateContext. Release breaks every cycle: late->original, late->self, late->flushes.
+//   the tag table (CompleteReply or Complete, Discard in Cancel, the shutdown drain) takes
+//   `self`. A cancelled request's LateContext holds itself (`self`: the table's reference)
+//   until the table hands it out - to a late reply, to Release, or to the drain, exactly once -
+//   and the request (`original`) until a late reply has used it or the tag is free; Tflush
+//   calls hold their LateContext, and it holds them (`flushes`) until the tag is free. Retire
+//   breaks those cycles: at the Rflush, at the drain of the context or of one of its Tflush
+//   calls.
 //
 // SHUTDOWN
 //   Close() marks the connection closed and shuts the socket; the receive thread then marks it
@@ -105,16 +108,19 @@ class LateContext : public TagEntry {
   bool released = false;                            // guarded by mu: the tag is free again
   std::optional<absl::StatusOr<Reply>> late_reply;  // guarded by mu
 
-  // Breaks the cycles once the tag is free (Release or drain).
+  // The table handed this context out: its reference, for the caller to drop when done.
+  std::shared_ptr<LateContext> TakeFromTable() {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::move(self);
+  }
+  // Breaks the cycles once the tag is free, or will never be answered (Rflush or drain).
   void Retire() {
-    // Dropped after the lock: the last reference may be this very object's.
-    std::shared_ptr<LateContext> keep;
+    // Dropped after the lock: a last reference may lead back to this very object.
     std::shared_ptr<CallState> dropped_original;
     std::vector<std::shared_ptr<CallState>> dropped_flushes;
     {
       std::lock_guard<std::mutex> lock(mu);
       released = true;
-      keep = std::move(self);
       dropped_original = std::move(original);
       dropped_flushes = std::move(flushes);
     }
@@ -180,17 +186,11 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
       auto late = std::make_shared<LateContext>();
       late->self = late;
       late->original = state;
-      switch (table_->Discard(oldtag, state.get(), late.get())) {
-        case TagTable::DiscardResult::kAlreadyCompleted:
-          late->Retire();
-          return false;
-        case TagTable::DiscardResult::kDrained:
-          late->Retire();
-          state->self.reset();
-          state->Deliver(absl::CancelledError("request cancelled"));
-          return false;
-        case TagTable::DiscardResult::kQuarantined:
-          break;
+      if (table_->Discard(oldtag, state.get(), late.get()) ==
+          TagTable::DiscardResult::kAlreadyCompleted) {
+        (void)late->TakeFromTable();  // the table never had it
+        late->Retire();
+        return false;
       }
       state->late = late;
       state->self.reset();  // the late context holds the request now
@@ -346,39 +346,37 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   void DrainTable() {
     table_->Drain([](TagEntry* e) {
       if (e->kind == TagEntry::Kind::kLate) {
-        static_cast<LateContext*>(e)->Retire();
+        auto* late = static_cast<LateContext*>(e);
+        const std::shared_ptr<LateContext> keep = late->TakeFromTable();
+        late->Retire();
         return;
       }
-      auto* state = static_cast<CallState*>(e);
-      std::uint8_t live = TagEntry::kLive;
-      // (ninep:P3) acq_rel CAS: claims the request against Complete (P1) and Discard (P2).
-      if (!state->phase.compare_exchange_strong(live, TagEntry::kCompleted,
-                                                std::memory_order_acq_rel)) {
-        return;  // its canceller or a racing Abandon completes it
-      }
+      auto* state = static_cast<CallState*>(e);  // claimed by the drain
       std::shared_ptr<CallState> keep = std::move(state->self);
+      // A Tflush: the tag it flushes is free now, or will never be answered (its late context,
+      // if a late reply took it, is nowhere else in the table).
+      if (state->flush_target) state->flush_target->Retire();
       state->Deliver(absl::UnavailableError("connection closed with the request in flight"));
     });
   }
 
   void HandleFrame(std::span<const std::uint8_t> frame) {
     const std::uint16_t tag = TagOf(frame);
-    if (TagEntry* e = table_->Complete(tag)) {
-      auto* state = static_cast<CallState*>(e);
-      std::shared_ptr<CallState> keep = std::move(state->self);
-      replies_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S12) relaxed: a counter
-      if (state->request.type == MsgType::kTflush) {
-        HandleRflush(*state, frame);
-      } else {
-        state->Deliver(Parse(frame, state->request));
-      }
-      SendDeferredClunks();
+    TagEntry* e = table_->CompleteReply(tag);
+    if (e == nullptr) return;  // the table counted the unknown tag; the reply is dropped
+    if (e->kind == TagEntry::Kind::kLate) {
+      HandleLateReply(*static_cast<LateContext*>(e), frame);
       return;
     }
-    if (TagEntry* e = table_->CompleteLate(tag)) {
-      HandleLateReply(*static_cast<LateContext*>(e), frame);
+    auto* state = static_cast<CallState*>(e);
+    std::shared_ptr<CallState> keep = std::move(state->self);
+    replies_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S12) relaxed: a counter
+    if (state->request.type == MsgType::kTflush) {
+      HandleRflush(*state, frame);
+    } else {
+      state->Deliver(Parse(frame, state->request));
     }
-    // Otherwise the table counted the unknown tag; the reply is dropped.
+    SendDeferredClunks();
   }
 
   absl::StatusOr<Reply> Parse(std::span<const std::uint8_t> frame, const Request& request) {
@@ -401,14 +399,18 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
 
   void HandleRflush(CallState& flush, std::span<const std::uint8_t> frame) {
     absl::StatusOr<Reply> reply = Parse(frame, flush.request);
+    LateContext& late = *flush.flush_target;
     if (!reply.ok()) {
       // An Rlerror or a malformed Rflush: the server may still answer the old tag, so it
-      // stays quarantined (until the connection closes).
+      // stays quarantined (until a later Rflush, or the connection closes). This flush is done.
+      {
+        std::lock_guard<std::mutex> lock(late.mu);
+        std::erase_if(late.flushes, [&](const auto& f) { return f.get() == &flush; });
+      }
       flush.Deliver(std::move(reply));
       return;
     }
     rflushes_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S14) relaxed: a counter
-    LateContext& late = *flush.flush_target;
     std::vector<std::shared_ptr<CallState>> earlier;
     bool last = false;
     {
@@ -436,9 +438,12 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
         }
       }
       // (ninep:T6) relaxed: written before the Tflush was sent, by Discard (T2).
-      if (TagEntry* released = table_->Release(late.tag.load(std::memory_order_relaxed))) {
-        static_cast<LateContext*>(released)->Retire();
-      }
+      const absl::StatusOr<TagEntry*> released =
+          table_->Release(late.tag.load(std::memory_order_relaxed));
+      // The table's reference comes back with the context, unless a late reply took both.
+      std::shared_ptr<LateContext> keep;
+      if (released.ok() && *released != nullptr) keep = late.TakeFromTable();
+      late.Retire();
     }
     flush.Deliver(std::move(reply));
   }
@@ -447,10 +452,14 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   // the server stands; undo what the cancelled caller no longer wants.
   void HandleLateReply(LateContext& late, std::span<const std::uint8_t> frame) {
     late_replies_.fetch_add(1, std::memory_order_relaxed);  // (ninep:S15) relaxed: a counter
+    // The table handed the context out: its reference is ours now, and so is the request,
+    // which nothing else needs it for (a second reply for the tag finds nothing).
+    std::shared_ptr<LateContext> keep;
     std::shared_ptr<CallState> original;
     {
       std::lock_guard<std::mutex> lock(late.mu);
-      original = late.original;
+      keep = std::move(late.self);
+      original = std::move(late.original);
     }
     if (!original) return;
     const Request& request = original->request;

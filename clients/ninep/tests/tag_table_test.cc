@@ -2,8 +2,10 @@
 // client uses and the mutex one the benchmark compares it with.
 #include "tag_table.h"
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -44,8 +46,22 @@ TEST_P(TagTableTest, CompleteAnswersTheRequestOnceAndFreesItsTag) {
   EXPECT_EQ(table->Complete(*tag), &r);
   EXPECT_EQ(table->in_use(), 0U);
   EXPECT_EQ(table->Complete(*tag), nullptr);
-  EXPECT_EQ(table->CompleteLate(*tag), nullptr);
+  EXPECT_EQ(table->counters().unknown_tags, 0U);  // Complete does not count
+  EXPECT_EQ(table->CompleteReply(*tag), nullptr);
   EXPECT_EQ(table->counters().unknown_tags, 1U);
+}
+
+TEST_P(TagTableTest, CompleteReplyClaimsTheLiveRequest) {
+  auto table = Make(GetParam(), 8);
+  Req r;
+  absl::StatusOr<std::uint16_t> tag = table->Acquire(&r);
+  ASSERT_TRUE(tag.ok());
+  EXPECT_EQ(table->CompleteReply(*tag), &r);
+  EXPECT_EQ(r.phase.load(), TagEntry::kCompleted);
+  EXPECT_EQ(table->in_use(), 0U);
+  EXPECT_EQ(table->CompleteReply(*tag), nullptr);  // a duplicate
+  EXPECT_EQ(table->CompleteReply(kNoTag), nullptr);
+  EXPECT_EQ(table->counters().unknown_tags, 2U);
 }
 
 TEST_P(TagTableTest, MaximumOutOfRangeIsRefused) {
@@ -89,16 +105,26 @@ TEST_P(TagTableTest, DiscardedTagStaysInUseUntilReleased) {
   absl::StatusOr<std::uint16_t> tag = table->Acquire(&r);
   ASSERT_TRUE(tag.ok());
   EXPECT_EQ(table->Discard(*tag, &r, &late), TagTable::DiscardResult::kQuarantined);
+  EXPECT_EQ(r.phase.load(), TagEntry::kDiscarded);
+  EXPECT_EQ(late.tag.load(), *tag);
   EXPECT_EQ(table->in_use(), 1U);
   EXPECT_EQ(table->Complete(*tag), nullptr);  // the reply now belongs to the late context
   Req other;
   EXPECT_TRUE(absl::IsUnavailable(table->TryAcquire(&other).status()));
-  EXPECT_EQ(table->CompleteLate(*tag), &late);
-  EXPECT_EQ(table->CompleteLate(*tag), nullptr);  // once only
-  EXPECT_EQ(table->in_use(), 1U);                 // still quarantined
-  EXPECT_EQ(table->Release(*tag), &late);
+  // A reply that beats the Rflush reaches the late context, once.
+  EXPECT_EQ(table->CompleteReply(*tag), &late);
+  EXPECT_EQ(table->counters().unknown_tags, 0U);
+  EXPECT_EQ(table->CompleteReply(*tag), nullptr);
+  EXPECT_EQ(table->counters().unknown_tags, 1U);
+  EXPECT_EQ(table->in_use(), 1U);  // still quarantined
+  EXPECT_TRUE(absl::IsUnavailable(table->TryAcquire(&other).status()));
+  // The Rflush: the tag is free; the late context went out already, so Release answers none.
+  absl::StatusOr<TagEntry*> released = table->Release(*tag);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(*released, nullptr);
   EXPECT_EQ(table->in_use(), 0U);
-  EXPECT_EQ(table->Release(*tag), nullptr);
+  EXPECT_FALSE(table->Release(*tag).ok());
+  EXPECT_EQ(table->CompleteReply(*tag), nullptr);
   EXPECT_TRUE(table->TryAcquire(&other).ok());
 }
 
@@ -109,8 +135,11 @@ TEST_P(TagTableTest, ReleaseWithoutALateReplyFreesTheTag) {
   absl::StatusOr<std::uint16_t> tag = table->Acquire(&r);
   ASSERT_TRUE(tag.ok());
   ASSERT_EQ(table->Discard(*tag, &r, &late), TagTable::DiscardResult::kQuarantined);
-  EXPECT_EQ(table->Release(*tag), &late);
+  absl::StatusOr<TagEntry*> released = table->Release(*tag);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(*released, &late);  // no reply took it: it comes back with the tag
   EXPECT_EQ(table->in_use(), 0U);
+  EXPECT_EQ(table->CompleteReply(*tag), nullptr);  // a reply after the Rflush is stray
 }
 
 TEST_P(TagTableTest, DiscardAfterTheReplyChangesNothing) {
@@ -121,7 +150,8 @@ TEST_P(TagTableTest, DiscardAfterTheReplyChangesNothing) {
   ASSERT_TRUE(tag.ok());
   ASSERT_EQ(table->Complete(*tag), &r);
   EXPECT_EQ(table->Discard(*tag, &r, &late), TagTable::DiscardResult::kAlreadyCompleted);
-  EXPECT_EQ(table->Release(*tag), nullptr);
+  EXPECT_EQ(r.phase.load(), TagEntry::kCompleted);
+  EXPECT_FALSE(table->Release(*tag).ok());
   EXPECT_EQ(table->in_use(), 0U);
 }
 
@@ -130,39 +160,107 @@ TEST_P(TagTableTest, WaitersAreAdmittedInArrivalOrder) {
   constexpr std::size_t kWaiters = 24;
   auto table = Make(GetParam(), kSlots);
   std::vector<Req> holders(kSlots);
-  std::vector<std::uint16_t> held;
-  for (Req& r : holders) held.push_back(*table->Acquire(&r));
+  std::deque<std::uint16_t> to_free;
+  for (Req& r : holders) to_free.push_back(*table->Acquire(&r));
   std::vector<Req> waiters(kWaiters);
+  std::mutex mu;
+  std::vector<std::size_t> order;                  // guarded by mu: waiters, as admitted
+  std::vector<std::uint16_t> tags(kWaiters, kNoTag);  // guarded by mu
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < kWaiters; ++i) {
     threads.emplace_back([&, i] {
       absl::StatusOr<std::uint16_t> tag = table->Acquire(&waiters[i]);
       ASSERT_TRUE(tag.ok()) << tag.status();
-      EXPECT_EQ(table->Complete(*tag), &waiters[i]);  // its reply: the tag is free again
+      std::lock_guard<std::mutex> lock(mu);
+      order.push_back(i);
+      tags[i] = *tag;
     });
     WaitUntil([&] { return table->waiting() == i + 1; });
   }
-  // The holders' replies free kSlots tags; each admitted waiter frees its own in turn.
-  for (std::uint16_t tag : held) ASSERT_NE(table->Complete(tag), nullptr);
+  // Free one tag at a time and wait for whoever it went to: the k-th tag freed must go to
+  // the k-th waiter, never to a later one.
+  for (std::size_t k = 0; k < kWaiters; ++k) {
+    ASSERT_NE(table->Complete(to_free.front()), nullptr);
+    to_free.pop_front();
+    WaitUntil([&] {
+      std::lock_guard<std::mutex> lock(mu);
+      return order.size() == k + 1;
+    });
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(order[k], k) << "the tag freed " << k << "th went to waiter " << order[k];
+    to_free.push_back(tags[order[k]]);
+  }
   for (std::thread& t : threads) t.join();
   for (std::size_t i = 1; i < kWaiters; ++i) {
     EXPECT_LT(waiters[i - 1].admission, waiters[i].admission) << "waiter " << i;
   }
+  for (std::uint16_t tag : to_free) ASSERT_NE(table->Complete(tag), nullptr);
   EXPECT_EQ(table->counters().waits, static_cast<std::uint64_t>(kWaiters));
   EXPECT_EQ(table->in_use(), 0U);
 }
 
-TEST_P(TagTableTest, CloseFailsWaitersAndLaterAcquires) {
-  auto table = Make(GetParam(), 1);
-  Req holder, waiter, late_comer;
-  ASSERT_TRUE(table->Acquire(&holder).ok());
-  absl::Status waited;
-  std::thread t([&] { waited = table->Acquire(&waiter).status(); });
+TEST_P(TagTableTest, FreedTagGoesToTheWaiterNotToANewCaller) {
+  auto table = Make(GetParam(), 2);
+  Req a, b, waiter, newcomer;
+  const std::uint16_t tag_a = *table->Acquire(&a);
+  ASSERT_TRUE(table->Acquire(&b).ok());
+  absl::StatusOr<std::uint16_t> waited;
+  std::thread t([&] { waited = table->Acquire(&waiter); });
   WaitUntil([&] { return table->waiting() == 1; });
-  table->Close();
+  ASSERT_EQ(table->Complete(tag_a), &a);
+  // The free handed the tag to the waiter before it returned: nothing is left to take.
+  EXPECT_TRUE(absl::IsUnavailable(table->TryAcquire(&newcomer).status()));
   t.join();
-  EXPECT_TRUE(absl::IsUnavailable(waited)) << waited;
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waiter.tag.load(), *waited);
+  EXPECT_EQ(table->in_use(), 2U);
+  EXPECT_EQ(table->waiting(), 0U);
+  EXPECT_EQ(table->Complete(*waited), &waiter);
+}
+
+TEST_P(TagTableTest, CloseFailsWaitersAndLaterAcquires) {
+  constexpr std::size_t kWaiters = 3;
+  auto table = Make(GetParam(), 1);
+  Req holder, late_comer;
+  const std::uint16_t held = *table->Acquire(&holder);
+  std::vector<Req> waiters(kWaiters);
+  std::vector<absl::Status> waited(kWaiters);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < kWaiters; ++i) {
+    threads.emplace_back([&, i] { waited[i] = table->Acquire(&waiters[i]).status(); });
+    WaitUntil([&] { return table->waiting() == i + 1; });
+  }
+  table->Close();
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& s : waited) EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(table->waiting(), 0U);
   EXPECT_TRUE(absl::IsUnavailable(table->Acquire(&late_comer).status()));
+  // A tag freed now goes to nobody: no waiter is left behind.
+  EXPECT_EQ(table->Complete(held), &holder);
+  EXPECT_EQ(table->in_use(), 0U);
+}
+
+TEST_P(TagTableTest, CloseRacingAcquiresLeavesNoWaiterBehind) {
+  // Every tag is held; acquirers arrive while Close runs. Each must end, with Unavailable,
+  // whether it queued before Close, while it ran, or after.
+  constexpr std::size_t kThreads = 8;
+  for (int round = 0; round < 20; ++round) {
+    auto table = Make(GetParam(), 2);
+    Req a, b;
+    ASSERT_TRUE(table->Acquire(&a).ok());
+    ASSERT_TRUE(table->Acquire(&b).ok());
+    std::vector<Req> reqs(kThreads);
+    std::vector<absl::Status> got(kThreads);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&, i] { got[i] = table->Acquire(&reqs[i]).status(); });
+    }
+    table->Close();
+    for (std::thread& t : threads) t.join();
+    for (const absl::Status& s : got) EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    EXPECT_EQ(table->waiting(), 0U);
+    EXPECT_EQ(table->in_use(), 2U);
+  }
 }
 
 TEST_P(TagTableTest, DrainHandsOutEveryEntryOnce) {
@@ -177,8 +275,28 @@ TEST_P(TagTableTest, DrainHandsOutEveryEntryOnce) {
   table->Drain([&](TagEntry* e) { seen.insert(e); });
   EXPECT_EQ(seen.size(), 5U);
   EXPECT_EQ(seen.count(&late), 1U);
-  for (std::size_t i = 1; i < reqs.size(); ++i) EXPECT_EQ(seen.count(&reqs[i]), 1U);
+  for (std::size_t i = 1; i < reqs.size(); ++i) {
+    EXPECT_EQ(seen.count(&reqs[i]), 1U);
+    EXPECT_EQ(reqs[i].phase.load(), TagEntry::kCompleted);  // claimed by the drain
+  }
   EXPECT_EQ(table->in_use(), 0U);
+  seen.clear();
+  table->Drain([&](TagEntry* e) { seen.insert(e); });  // nothing is handed out twice
+  EXPECT_TRUE(seen.empty());
+}
+
+TEST_P(TagTableTest, DrainSkipsALateContextAReplyTook) {
+  auto table = Make(GetParam(), 4);
+  Req r;
+  Late late;
+  const std::uint16_t tag = *table->Acquire(&r);
+  ASSERT_EQ(table->Discard(tag, &r, &late), TagTable::DiscardResult::kQuarantined);
+  ASSERT_EQ(table->CompleteReply(tag), &late);  // the late reply: whoever took it owns it
+  table->Close();
+  std::multiset<TagEntry*> seen;
+  table->Drain([&](TagEntry* e) { seen.insert(e); });
+  EXPECT_TRUE(seen.empty());
+  EXPECT_EQ(table->in_use(), 0U);  // the quarantine ended all the same
 }
 
 TEST_P(TagTableTest, DiscardRacingCompleteHasExactlyOneWinner) {
@@ -204,13 +322,16 @@ TEST_P(TagTableTest, DiscardRacingCompleteHasExactlyOneWinner) {
         tag = sent.front();
         sent.pop_front();
       }
-      if (table->Complete(tag) != nullptr) {
-        completed.fetch_add(1);
-      } else if (table->CompleteLate(tag) != nullptr) {
-        late_seen.fetch_add(1);
-        ASSERT_NE(table->Release(tag), nullptr);  // the "Rflush"
-      } else {
+      TagEntry* e = table->CompleteReply(tag);
+      if (e == nullptr) {
         ADD_FAILURE() << "tag " << tag << " matched nothing";
+      } else if (e->kind == TagEntry::Kind::kRequest) {
+        completed.fetch_add(1);
+      } else {
+        late_seen.fetch_add(1);
+        absl::StatusOr<TagEntry*> released = table->Release(tag);  // the "Rflush"
+        ASSERT_TRUE(released.ok()) << released.status();
+        EXPECT_EQ(*released, nullptr);  // the late reply took the context
       }
     }
   });
@@ -224,9 +345,10 @@ TEST_P(TagTableTest, DiscardRacingCompleteHasExactlyOneWinner) {
     }
     if (i % 2 == 0) {
       const auto at = static_cast<std::size_t>(i);
-      TagTable::DiscardResult r = table->Discard(*tag, &reqs[at], &lates[at]);
-      ASSERT_NE(r, TagTable::DiscardResult::kDrained);
-      if (r == TagTable::DiscardResult::kQuarantined) ++quarantined;
+      if (table->Discard(*tag, &reqs[at], &lates[at]) ==
+          TagTable::DiscardResult::kQuarantined) {
+        ++quarantined;
+      }
     }
   }
   done.store(true);
@@ -234,6 +356,7 @@ TEST_P(TagTableTest, DiscardRacingCompleteHasExactlyOneWinner) {
   EXPECT_EQ(completed.load() + late_seen.load(), kRounds);
   EXPECT_EQ(late_seen.load(), quarantined);
   EXPECT_EQ(table->in_use(), 0U);
+  EXPECT_EQ(table->counters().unknown_tags, 0U);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothTables, TagTableTest,
@@ -260,9 +383,82 @@ TEST(AtlasTagTable, ReplyWithAnOldGenerationMatchesNothing) {
   EXPECT_NE(new_tag, old_tag);
   EXPECT_EQ(new_tag & 1U, old_tag & 1U);  // same slot, another generation
   EXPECT_EQ(table->Complete(old_tag), nullptr);
-  EXPECT_EQ(table->CompleteLate(old_tag), nullptr);
+  EXPECT_EQ(table->CompleteReply(old_tag), nullptr);  // dropped, counted, never delivered
   EXPECT_EQ(table->counters().unknown_tags, 1U);
-  EXPECT_EQ(table->Complete(new_tag), &second);
+  EXPECT_EQ(second.phase.load(), TagEntry::kLive);
+  EXPECT_EQ(table->CompleteReply(new_tag), &second);
+}
+
+TEST(AtlasTagTable, OldGenerationOfAQuarantinedTagLeavesItsLateContext) {
+  auto table = Make(TagTableKind::kAtlas, 1);  // 1 slot bit, 15 generation bits
+  Req r;
+  Late late;
+  const std::uint16_t tag = *table->Acquire(&r);
+  ASSERT_EQ(table->Discard(tag, &r, &late), TagTable::DiscardResult::kQuarantined);
+  const auto other_generation = static_cast<std::uint16_t>(tag ^ 0x8000);
+  EXPECT_EQ(table->CompleteReply(other_generation), nullptr);
+  EXPECT_FALSE(table->Release(other_generation).ok());
+  EXPECT_EQ(table->counters().unknown_tags, 1U);
+  EXPECT_EQ(table->CompleteReply(tag), &late);  // still there for the real late reply
+}
+
+TEST(AtlasTagTable, ReplyThatOvertakesTheCancellersDiscardQuarantinesTheTagItself) {
+  // A canceller that has claimed its request (Discard's first step: the phase, and the late
+  // context left in the request) but not yet discarded its tag. The reply must not wait for
+  // it, and must not free the tag: it discards the tag itself and takes the late context.
+  auto table = Make(TagTableKind::kAtlas, 4);
+  Req r;
+  Late late;
+  const std::uint16_t tag = *table->Acquire(&r);
+  r.discard_late = &late;
+  late.tag.store(tag);
+  r.phase.store(TagEntry::kDiscarded);
+  EXPECT_EQ(table->CompleteReply(tag), &late);
+  EXPECT_EQ(table->in_use(), 1U);  // quarantined until the Rflush
+  EXPECT_EQ(table->CompleteReply(tag), nullptr);
+  absl::StatusOr<TagEntry*> released = table->Release(tag);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(*released, nullptr);
+  EXPECT_EQ(table->in_use(), 0U);
+}
+
+TEST(AtlasTagTable, DrainHandsOutTheLateContextOfADiscardThatLostItsTag) {
+  // The canceller claimed its request, then the shutdown drain freed the tag before its
+  // Discard could: the late context goes out in the request's place, once.
+  auto table = Make(TagTableKind::kAtlas, 4);
+  Req r, live;
+  Late late;
+  const std::uint16_t tag = *table->Acquire(&r);
+  ASSERT_TRUE(table->Acquire(&live).ok());
+  r.discard_late = &late;
+  late.tag.store(tag);
+  r.phase.store(TagEntry::kDiscarded);
+  table->Close();
+  std::multiset<TagEntry*> seen;
+  table->Drain([&](TagEntry* e) { seen.insert(e); });
+  EXPECT_EQ(seen, (std::multiset<TagEntry*>{&late, &live}));
+  EXPECT_EQ(table->in_use(), 0U);
+}
+
+TEST(AtlasTagTable, NotagIsExcludedAtEveryWidth) {
+  // 2^k slots: the last slot's last generation would spell 0xFFFF. Every slot is taken each
+  // round, so each goes through all its generations.
+  for (std::uint32_t max : {1024U, 4096U, 32768U}) {
+    auto table = Make(TagTableKind::kAtlas, max);
+    std::vector<Req> reqs(max);
+    const std::uint32_t generations = 1U << table->generation_bits();
+    for (std::uint32_t round = 0; round <= generations; ++round) {
+      std::vector<std::uint16_t> tags;
+      for (Req& r : reqs) {
+        r.phase.store(TagEntry::kLive);
+        absl::StatusOr<std::uint16_t> tag = table->TryAcquire(&r);
+        ASSERT_TRUE(tag.ok()) << "max " << max << ": " << tag.status();
+        ASSERT_NE(*tag, kNoTag) << "max " << max;
+        tags.push_back(*tag);
+      }
+      for (std::uint16_t tag : tags) ASSERT_NE(table->Complete(tag), nullptr);
+    }
+  }
 }
 
 }  // namespace
