@@ -130,8 +130,11 @@ Waiter* AtlasCore::HandOff(std::uint32_t index) noexcept {
       admitted_.load(std::memory_order_acquire) <= max_mids_ - reserved_;
   for (Waiter* waiter = waits_.front(); waiter != nullptr; waiter = waiter->next) {
     if (!waiter->use_reserve && !unreserved_ok) continue;
-    waits_.Unlink(waiter);
+    // Published before the waiter leaves the queue: a caller that finds the queue empty
+    // (wait:W4) comes after the hand-off's linearization point, the publication ((atlas:A2),
+    // with G > 0 the live state (atlas:G2)), so it never overtakes this waiter.
     waiter->mid = PublishAtIndex(index, waiter->context);  // (atlas:A2)
+    waits_.Unlink(waiter);
     return waiter;
   }
   return nullptr;

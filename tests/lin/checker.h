@@ -34,10 +34,11 @@
 //   the "all in use" rule below; its release frees it as a dissociate does.
 //
 // WAITERS: A FIFO QUEUE (docs/DESIGN.md 10.8). The state adds the queue of waiting contexts.
-//   AssociateAsync(c)      ok(m): as Associate ok - and the queue is empty (no barging).
+//   AssociateAsync(c)      ok(m): as Associate ok - and no waiter still queued had been told
+//                                 it was queued before this call began (no barging).
 //                          pending: the queue is not empty, or every MID is held (the rule
 //                          below); c joins the back of the queue.
-//   Associate(c)           ok: also needs the queue empty; "all in use" also when it is not.
+//   Associate(c)           ok: the same rule; "all in use" also while the queue is not empty.
 //   CancelWait(c)          ok: c is queued, and leaves the queue. invalid: c is not queued.
 //   Every call carries the hand-offs that ran during it (the waiter routines run on the thread
 //   that freed the MID, inside its call): each (w, m) must find w at the head of the queue and
@@ -94,6 +95,7 @@ enum class Kind : std::uint8_t {
   kRelease,
   kAsync,   // AssociateAsync(arg): ok(mid) at once, or pending
   kCancel,  // CancelWait of the waiter whose context is arg
+  kHandOff,  // (the checker's own) one hand-off a call recorded: waiter arg gets mid
 };
 enum class Code : std::uint8_t { kOk, kUnavailable, kInvalid, kOther, kCancelled, kPending };
 
@@ -151,6 +153,9 @@ inline std::string Describe(const Op& op) {
     case Kind::kCancel:
       out += "CancelWait(" + std::to_string(op.arg) + ") -> " + code;
       break;
+    case Kind::kHandOff:
+      out += "(hand-off of " + std::to_string(op.mid) + " to " + std::to_string(op.arg) + ")";
+      break;
     case Kind::kReassociate:
       out += "Reassociate(" + std::to_string(op.mid) + ", " + std::to_string(op.arg) + ") -> " +
              code;
@@ -179,7 +184,7 @@ class Checker {
         gen_bits_(generation_bits),
         index_bits_(16 - generation_bits),
         check_unavailable_(check_unavailable),
-        ops_(ops),
+        ops_(WithHandOffs(ops)),
         initial_(std::move(initial)) {}
 
   // True if the history is linearizable against the model above.
@@ -367,6 +372,12 @@ class Checker {
         if (start_of[m] <= t) continue;
         const std::int32_t freer = state.freer[m];
         if (freer >= 0 && ops_[static_cast<std::size_t>(freer)].response >= t) continue;
+        // GN2 (G > 0): a reassociate counted in before the dissociate's mark pushes the index
+        // itself when it counts out, after the dissociate may have returned.
+        if (freer >= 0 && gen_bits_ != 0 &&
+            ReassociateSpans(m, ops_[static_cast<std::size_t>(freer)].response, t)) {
+          continue;
+        }
         return false;
       }
       return true;
@@ -389,6 +400,33 @@ class Checker {
     return gen_bits_ == 0 ? 0 : static_cast<std::int32_t>((mid & 0xFFFF) >> index_bits_);
   }
 
+  // Each hand-off a call recorded becomes an operation of its own, with the call's interval: the
+  // freed MID may be in transit (taken, not yet handed) for a while inside the call - a waiter
+  // that queues meanwhile is served with it - so the hand-off need not sit at the call's own
+  // linearization point, only inside its interval.
+  static std::vector<Op> WithHandOffs(const std::vector<Op>& ops) {
+    std::vector<Op> out;
+    out.reserve(ops.size());
+    for (const Op& op : ops) {
+      Op copy = op;
+      copy.handed.clear();
+      out.push_back(copy);
+    }
+    for (const Op& op : ops) {
+      for (const auto& [waiter, mid] : op.handed) {
+        Op handoff;
+        handoff.thread = op.thread;
+        handoff.kind = Kind::kHandOff;
+        handoff.mid = mid;
+        handoff.arg = waiter;
+        handoff.invoke = op.invoke;
+        handoff.response = op.response;
+        out.push_back(handoff);
+      }
+    }
+    return out;
+  }
+
   // Hand-offs of the call, then the no-lost-wake-up rule.
   bool ApplyHandOffs(const Op& op, State* state) const {
     for (const auto& [waiter, mid] : op.handed) {
@@ -406,10 +444,59 @@ class Checker {
     }
     return true;
   }
-  [[nodiscard]] bool NoFreeMidWhileQueued(const State& state) const {
+  // A reassociate of index m that began by `began_by` and had not returned at t.
+  [[nodiscard]] bool ReassociateSpans(std::uint32_t m, std::uint64_t began_by,
+                                      std::uint64_t t) const {
+    for (const Op& op : ops_) {
+      if (op.kind == Kind::kReassociate && IndexOf(op.mid) == m && op.invoke <= began_by &&
+          op.response >= t) {
+        return true;
+      }
+    }
+    return false;
+  }
+  // A MID free in the model that a call not yet linearized is taking (an associate that
+  // returned it, a hand-off of it) or, with G > 0, that a pending reassociate still holds
+  // back from the free stack (GN2): in transit, as in section 8.1's "held", not lost.
+  [[nodiscard]] bool InTransit(std::uint32_t m, std::size_t self) const {
+    for (std::size_t i = entries_[kHead].next; i != kTail; i = entries_[i].next) {
+      const Entry& e = entries_[i];
+      if (!e.is_call || e.op == self) continue;
+      const Op& op = ops_[e.op];
+      if ((op.kind == Kind::kAssociate || op.kind == Kind::kAsync) && op.code == Code::kOk &&
+          IndexOf(op.mid) == m) {
+        return true;
+      }
+      if (op.kind == Kind::kHandOff && IndexOf(op.mid) == m) return true;
+      if (gen_bits_ != 0 && op.kind == Kind::kReassociate && IndexOf(op.mid) == m) return true;
+    }
+    return false;
+  }
+  // No barging: a caller that took a MID must not have begun after a waiter still queued had
+  // been told it was queued (that waiter's AssociateAsync had returned "pending"). One that
+  // began earlier may have decided before the waiter queued, and published after it.
+  [[nodiscard]] bool Overtakes(const Op& op, const State& state) const {
+    for (const Ctx waiter : state.queue) {
+      for (const Op& queued : ops_) {
+        if (queued.kind == Kind::kAsync && queued.code == Code::kPending && queued.arg == waiter &&
+            queued.response < op.invoke) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+  [[nodiscard]] bool NoFreeMidWhileQueued(const State& state, std::size_t self) const {
     if (state.queue.empty()) return true;
     for (std::uint32_t m = 0; m < max_; ++m) {
-      if (state.ctx[m] == 0 && state.quarantine[m] == 0) return false;
+      if (state.ctx[m] != 0 || state.quarantine[m] != 0 || InTransit(m, self)) continue;
+      // Section 8.1: a MID is held until the end of the call that frees it (its push, or a
+      // hand-off after a waiter queued, comes after its linearization point).
+      const std::int32_t freer = state.freer[m];
+      if (freer >= 0 && ops_[static_cast<std::size_t>(freer)].response >= ops_[self].invoke) {
+        continue;
+      }
+      return false;
     }
     return true;
   }
@@ -419,7 +506,7 @@ class Checker {
     if (associating && !ApplyHandOffs(op, state)) return false;
     if (!ApplyOwn(op, index, lo, state)) return false;
     if (!associating && !ApplyHandOffs(op, state)) return false;
-    return NoFreeMidWhileQueued(*state);
+    return NoFreeMidWhileQueued(*state, index);
   }
 
   bool ApplyOwn(const Op& op, std::size_t index, std::uint64_t lo, State* state) const {
@@ -430,6 +517,11 @@ class Checker {
     const bool live = this_gen && state->ctx[i] != 0;
     const bool discarded = this_gen && state->quarantine[i] != 0;
     switch (op.kind) {
+      case Kind::kHandOff: {
+        Op carrier;
+        carrier.handed.emplace_back(op.arg, op.mid);
+        return ApplyHandOffs(carrier, state);
+      }
       case Kind::kCancel: {
         const auto it = std::find(state->queue.begin(), state->queue.end(), op.arg);
         if (it == state->queue.end()) return op.code == Code::kInvalid;
@@ -448,7 +540,7 @@ class Checker {
           return may_wait;
         }
         if (op.code != Code::kOk || !in_range || state->ctx[i] != 0 ||
-            state->quarantine[i] != 0 || !state->queue.empty()) {
+            state->quarantine[i] != 0 || Overtakes(op, *state)) {
           return false;
         }
         const std::int32_t next =
@@ -506,7 +598,7 @@ class Checker {
   const std::uint32_t gen_bits_;
   const std::uint32_t index_bits_;
   const bool check_unavailable_;
-  const std::vector<Op>& ops_;
+  const std::vector<Op> ops_;
   const std::vector<Ctx> initial_;
   std::vector<Entry> entries_;
   std::uint64_t steps_ = 0;

@@ -259,6 +259,7 @@ TEST(LinearizabilityChecker, RejectsALostWakeUp) {
   const std::vector<Op> ops = {
       Call(1, Kind::kAsync, 0, 21, Code::kPending, 0, 1, 2),
       Call(0, Kind::kDissociate, 0, 0, Code::kOk, 11, 3, 4),
+      Call(2, Kind::kMap, 0, 0, Code::kOk, 0, 5, 6),  // after the free returned
   };
   EXPECT_FALSE(Checker({11}, ops).Linearizable());
 }
