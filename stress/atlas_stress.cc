@@ -2,7 +2,8 @@
 // describes each), run by the stress harness (harness/harness.h).
 //
 //   atlas_stress [--scenario=NAME] [--threads=N] [--seconds=S] [--ops=N] [--seed=N]
-//                [--max=N] [--start=N] [--round=N] [--wave=N]
+//                [--max=N] [--start=N] [--round=N] [--wave=N] [--hold=N] [--genbits=G]
+//                [--reserve=N]
 //
 // Seeded (the seed is printed at the start and with every failure; without --seed one is
 // drawn at random), bounded both by time and by total operations, threads ordered with
@@ -26,11 +27,22 @@ constexpr Scenario kScenarios[] = {
     {"teardown", &RunTeardown},
     {"duplicates", &RunDuplicates},
     {"guards", &RunGuards},
+    {"late", &RunLate},
+    {"late_cpp", &RunLateCpp},
+    {"late_cpp_plain", &RunLateCppPlain},
+    {"waiting", &RunWaiting},
 };
 
 const char* CheckSizes(const Flags& flags) {
   if (flags.max > kMaxMidsLimit) return "--max must not exceed 65535";
   if (flags.start > flags.max) return "--start must not exceed --max";
+  const bool extended = flags.scenario.starts_with("late") || flags.scenario == "waiting";
+  if (!extended && (flags.genbits != 0 || flags.reserve != 0)) {
+    return "--genbits and --reserve are taken by the late* and waiting scenarios only";
+  }
+  if (flags.max > (1U << (16 - flags.genbits))) return "--max must not exceed 2^(16 - genbits)";
+  if (flags.reserve >= flags.max) return "--reserve must be below --max";
+  if (flags.reserve != 0 && flags.scenario != "waiting") return "--reserve is for waiting only";
   return nullptr;
 }
 
@@ -41,8 +53,8 @@ int main(int argc, char** argv) {
   using namespace midatlas::stress;
   return Main({.name = "atlas_stress",
                .defaults = {.threads = 8, .seconds = 5.0, .ops = 50'000'000, .max = 65535,
-                            .start = 50, .round = 2048, .wave = 6000},
-               .sizes = "max start round wave",
+                            .start = 50, .round = 2048, .wave = 6000, .hold = 6},
+               .sizes = "max start round wave hold genbits reserve",
                .scenarios = kScenarios,
                .check = &CheckSizes},
               argc, argv);

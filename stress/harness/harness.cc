@@ -61,6 +61,8 @@ constexpr FlagSpec kFlags[] = {
     {"hold", true, [](std::string_view v, Flags& f) { return ParseNumber(v, &f.hold, 1U); }},
     {"generation", true,
      [](std::string_view v, Flags& f) { return ParseNumber(v, &f.generation, 1U); }},
+    {"genbits", true, [](std::string_view v, Flags& f) { return ParseNumber(v, &f.genbits, 0U, 15U); }},
+    {"reserve", true, [](std::string_view v, Flags& f) { return ParseNumber(v, &f.reserve, 0U); }},
 };
 
 // Whether the space-separated `list` holds `word`.
@@ -85,6 +87,8 @@ std::uint64_t SizeValue(const Flags& flags, std::string_view name) {
   if (name == "round") return flags.round;
   if (name == "wave") return flags.wave;
   if (name == "hold") return flags.hold;
+  if (name == "genbits") return flags.genbits;
+  if (name == "reserve") return flags.reserve;
   return flags.generation;
 }
 

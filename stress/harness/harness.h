@@ -4,8 +4,8 @@
 //
 // A run goes like this (Main):
 //   1. parse --scenario, --threads, --seconds, --ops, --seed and the size flags the program
-//      takes (--max, --start, --round, --wave, --hold, --generation); a bad flag prints the
-//      usage and exits 2;
+//      takes (--max, --start, --round, --wave, --hold, --generation, --genbits, --reserve); a
+//      bad flag prints the usage and exits 2;
 //   2. draw a seed unless --seed was given, and print one line with the scenario, the seed and
 //      every flag, before any thread starts;
 //   3. run the scenario; its threads start together behind a latch (RunThreads), go through
@@ -48,6 +48,8 @@ struct Flags {
   std::uint32_t wave = 6000;       // --wave: most MIDs one grow-and-shrink wave takes
   std::uint32_t hold = 6;          // --hold: references a thread keeps
   std::uint32_t generation = 5;    // --generation: rounds per table
+  std::uint32_t genbits = 0;       // --genbits: the atlas's generation bits G (0..15)
+  std::uint32_t reserve = 0;       // --reserve: MIDs only reserve callers may take
 };
 
 // What the summary line counts, summed over threads. Relaxed throughout: the counts are read

@@ -21,6 +21,16 @@
 //   guards      guarded lookups race with retirements whose destructors poison the context:
 //               no reader holding a guard ever sees a destroyed context, and every retired
 //               context is destroyed exactly once (guards.cc)
+//   late        late and duplicate responses with stale values, discard/release races and the
+//               quarantine, with --genbits generation bits and excluded values, through the C
+//               API; late_cpp through MidAtlas; late_cpp_plain answers late responses with
+//               MidAtlas::MapAndDissociate (late.cc)
+//   waiting     many waiters for few MIDs through the C API: async waits and cancels, blocking
+//               waits with timeouts, all racing hand-offs, discards and releases mixed in,
+//               destruction with waiters queued; --genbits, --reserve (waiting.cc)
+//
+// late* and waiting end with their own check (CheckTakesMaxAgain, ex_common.h), which knows
+// generations and exclusions; they alone take --genbits and --reserve.
 #ifndef MIDATLAS_STRESS_SCENARIOS_SCENARIOS_H_
 #define MIDATLAS_STRESS_SCENARIOS_SCENARIOS_H_
 
@@ -35,6 +45,10 @@ void RunExhaustion(const Flags& flags, Tally& tally);
 void RunTeardown(const Flags& flags, Tally& tally);
 void RunDuplicates(const Flags& flags, Tally& tally);
 void RunGuards(const Flags& flags, Tally& tally);
+void RunLate(const Flags& flags, Tally& tally);
+void RunLateCpp(const Flags& flags, Tally& tally);
+void RunLateCppPlain(const Flags& flags, Tally& tally);
+void RunWaiting(const Flags& flags, Tally& tally);
 
 }  // namespace midatlas::stress
 
