@@ -290,7 +290,8 @@ class LateRun {
     g_handed = &handed;
     if (!Failed() && Create()) {
       RunPhases(
-          threads_, 2, [this](int t, int phase) { phase == 0 ? AssociatePhase(t) : AnswerPhase(t); },
+          threads_, 2,
+          [this](int t, int phase) { phase == 0 ? AssociatePhase(t) : AnswerPhase(t); },
           [this](int phase) { return Checkpoint(phase); });
       End();
     }
@@ -636,7 +637,9 @@ class LateRun {
       const int releases = request->releases.load(std::memory_order_relaxed);
       const int late = request->late_context.deliveries.load(std::memory_order_relaxed);
       main_local_.checks += 3;
-      if (taken != 1) Fail("%s: the request of MID %u was taken %d times", name_, request->mid, taken);
+      if (taken != 1) {
+        Fail("%s: the request of MID %u was taken %d times", name_, request->mid, taken);
+      }
       if (releases > discards) {
         Fail("%s: MID %u released %d times after %d discards", name_, request->mid, releases,
              discards);

@@ -376,7 +376,9 @@ class WaitRun {
     const std::uint32_t calls = block.calls.load(std::memory_order_acquire);
     if (calls == block.expected) return;
     ++local.checks;
-    if (calls != block.expected + 1) Fail("waiting: a routine ran %u times", calls - block.expected);
+    if (calls != block.expected + 1) {
+      Fail("waiting: a routine ran %u times", calls - block.expected);
+    }
     block.expected = calls;
     block.queued = false;
     Request* request = block.request;
@@ -498,7 +500,8 @@ class WaitRun {
       if (calls != block.expected + 1 ||
           block.status.load(std::memory_order_relaxed) != STATUS_CANCELLED) {
         Fail("waiting: RxCancelMidWait answered TRUE, its routine ran %u times (status 0x%08x)",
-             calls - block.expected, static_cast<unsigned>(block.status.load(std::memory_order_relaxed)));
+             calls - block.expected,
+             static_cast<unsigned>(block.status.load(std::memory_order_relaxed)));
       }
       block.expected = calls;
       block.queued = false;
@@ -636,7 +639,8 @@ class WaitRun {
 
   void MapOne(ThreadState& me, std::mt19937_64& rng, Local& local) {
     if (me.held.empty()) return;
-    const Request* request = me.held[Below(rng, static_cast<std::uint32_t>(me.held.size()))].request;
+    const Request* request =
+        me.held[Below(rng, static_cast<std::uint32_t>(me.held.size()))].request;
     void* seen = nullptr;
     ++local.ops;
     {
@@ -790,7 +794,8 @@ class WaitRun {
       return;
     }
     if (claims_.count() != 0) {
-      Fail("waiting: drained, the record still holds %lld", static_cast<long long>(claims_.count()));
+      Fail("waiting: drained, the record still holds %lld",
+           static_cast<long long>(claims_.count()));
       return;
     }
     CheckTakesMaxAgain(
