@@ -31,18 +31,19 @@ constexpr Scenario kScenarios[] = {
     {"late_cpp", &RunLateCpp},
     {"late_cpp_plain", &RunLateCppPlain},
     {"waiting", &RunWaiting},
+    {"waiting_cpp", &RunWaitingCpp},
 };
 
 const char* CheckSizes(const Flags& flags) {
   if (flags.max > kMaxMidsLimit) return "--max must not exceed 65535";
   if (flags.start > flags.max) return "--start must not exceed --max";
-  const bool extended = flags.scenario.starts_with("late") || flags.scenario == "waiting";
-  if (!extended && (flags.genbits != 0 || flags.reserve != 0)) {
-    return "--genbits and --reserve are taken by the late* and waiting scenarios only";
+  const bool waiting = flags.scenario.starts_with("waiting");
+  if (!waiting && !flags.scenario.starts_with("late") && flags.genbits != 0) {
+    return "--genbits is taken by the late* and waiting* scenarios only";
   }
+  if (!waiting && flags.reserve != 0) return "--reserve is taken by the waiting* scenarios only";
   if (flags.max > (1U << (16 - flags.genbits))) return "--max must not exceed 2^(16 - genbits)";
   if (flags.reserve >= flags.max) return "--reserve must be below --max";
-  if (flags.reserve != 0 && flags.scenario != "waiting") return "--reserve is for waiting only";
   return nullptr;
 }
 

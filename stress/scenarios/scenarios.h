@@ -27,10 +27,11 @@
 //               MidAtlas::MapAndDissociate (late.cc)
 //   waiting     many waiters for few MIDs through the C API: async waits and cancels, blocking
 //               waits with timeouts, all racing hand-offs, discards and releases mixed in,
-//               destruction with waiters queued; --genbits, --reserve (waiting.cc)
+//               destruction with waiters queued; --genbits, --reserve; waiting_cpp through
+//               MidAtlas (MidWait handles, AssociateWait) (waiting.cc)
 //
-// late* and waiting end with their own check (CheckTakesMaxAgain, ex_common.h), which knows
-// generations and exclusions; they alone take --genbits and --reserve.
+// late* and waiting* end with their own check (CheckTakesMaxAgain, ex_common.h), which knows
+// generations and exclusions; they alone take --genbits (and waiting* --reserve).
 #ifndef MIDATLAS_STRESS_SCENARIOS_SCENARIOS_H_
 #define MIDATLAS_STRESS_SCENARIOS_SCENARIOS_H_
 
@@ -49,6 +50,7 @@ void RunLate(const Flags& flags, Tally& tally);
 void RunLateCpp(const Flags& flags, Tally& tally);
 void RunLateCppPlain(const Flags& flags, Tally& tally);
 void RunWaiting(const Flags& flags, Tally& tally);
+void RunWaitingCpp(const Flags& flags, Tally& tally);
 
 }  // namespace midatlas::stress
 

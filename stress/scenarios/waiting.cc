@@ -1,11 +1,14 @@
-// waiting: many waiters for few MIDs (docs/DESIGN.md 10.8) through the C API (midatlax_ex.h),
-// on an atlas with --genbits generation bits and --reserve reserved MIDs. Every thread, in
-// rounds of --round calls, holds up to --hold MIDs and
-//   - queues asynchronous waits with its own wait blocks (RxAssociateContextWithMidAsync),
-//     with and without the reserve flag, and cancels some of them (RxCancelMidWait) while
-//     other threads' frees race to hand them a MID;
-//   - waits blocking with timeouts of 0 to 2 ms (RxAssociateContextWithMidWait), racing
-//     the hand-offs, and associates without waiting (which must queue behind waiters);
+// waiting: many waiters for few MIDs (docs/DESIGN.md 10.8), on an atlas with --genbits
+// generation bits and --reserve reserved MIDs; "waiting" drives the C API (midatlax_ex.h),
+// "waiting_cpp" MidAtlas (mid_atlas.h: MidWait handles and callbacks, AssociateWait). Every
+// thread, in rounds of --round calls, holds up to --hold MIDs and
+//   - queues asynchronous waits with its own wait blocks (RxAssociateContextWithMidAsync) or
+//     handles (AssociateAsync), with and without the reserve flag, and cancels some of them
+//     (RxCancelMidWait, MidWait::Cancel, or - C++ - by dropping the handle) while other
+//     threads' frees race to hand them a MID;
+//   - waits blocking with timeouts of 0 to 2 ms (RxAssociateContextWithMidWait,
+//     AssociateWait), racing the hand-offs, and associates without waiting (which must queue
+//     behind waiters);
 //   - frees what it holds, discards some MIDs with or without a late context, answers their
 //     late responses and releases them (each release may hand the MID to a waiter).
 // At each round's end, with no call running, a checkpoint compares the counts and then goes
@@ -16,7 +19,7 @@
 // Checked on every call: a routine runs only for a queued block, exactly once, with its own
 // context - with SUCCESS inside a call that may serve the queue (a free, a release, an
 // associate or a queued wait; never a cancel, a discard or a Map) and its MID already
-// associated, or with STATUS_CANCELLED inside the RxCancelMidWait of that block (which
+// associated, or with STATUS_CANCELLED (Cancelled) inside the cancel of that block (which
 // answers TRUE only then) or inside the destruction; a MID handed out (at once, to a waiter, by
 // a blocking wait) has a usable index nobody holds, and never more than max are held; every
 // freed context and late context comes back exactly once. At each checkpoint: every queued
@@ -36,6 +39,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "harness/harness.h"
 #include "midatlas/mid_atlas.h"
 #include "midatlas/midatlax_ex.h"
@@ -56,7 +62,7 @@ enum class Call : std::uint8_t {
   kRelease,
   kIterate,
   kDiscard,
-  kCancel,
+  kCancel,  // a cancel, or (C++) dropping a handle
   kMap,
   kDestroy,
 };
@@ -107,9 +113,11 @@ struct Request {
   std::atomic<int> late_deliveries{0};
 };
 
-// A thread's wait block: the C block first, so the routine finds the rest from its address.
+// A thread's wait block: the C block first, so the routine finds the rest from its address;
+// with the C++ API, the handle of its current wait.
 struct Block {
   RX_MID_WAIT_BLOCK block{};
+  midatlas::MidWait handle;
   int owner = 0;
   Request* request = nullptr;  // plain: set by the owner before it queues the block
   bool queued = false;         // the owner's view: queued, completion not seen yet
@@ -134,6 +142,190 @@ WaitRun* g_run = nullptr;  // for the C callbacks; set while the scenario runs
 
 VOID RoutineThunk(PRX_MID_WAIT_BLOCK block, PVOID context, NTSTATUS status, USHORT mid);
 VOID HandedThunk(PVOID context);
+void CallbackThunk(Block* block, absl::StatusOr<Mid> got);
+
+// ----------------------------------------------------------------------------------------
+// The atlas under test through either API. Answers are NTSTATUS values (the C++ front
+// translates its statuses), so that the checks read the same for both.
+
+class WaitApi {
+ public:
+  virtual ~WaitApi() = default;
+  virtual bool Create(const ExShape& shape, std::uint32_t start, std::uint32_t reserve) = 0;
+  [[nodiscard]] virtual bool created() const = 0;
+  // Destroys the atlas, handing what it still holds to HandedThunk.
+  virtual void Destroy() = 0;
+  virtual NTSTATUS Associate(void* context, bool reserve, Mid* mid) = 0;
+  virtual NTSTATUS Wait(void* context, bool reserve, std::uint32_t timeout_ms, Mid* mid) = 0;
+  virtual NTSTATUS Async(Block& block, void* context, bool reserve, Mid* mid) = 0;
+  virtual bool Cancel(Block& block) = 0;
+  // C++: drops the block's handle, cancelling a wait still queued; false for the C API,
+  // which has no handle.
+  virtual bool Drop(Block& block) = 0;
+  virtual void* Map(Mid mid) = 0;
+  // A response: kOk with the context; STATUS_CANCELLED for a discarded MID, with its late
+  // context the first time. `plain` (C++): MapAndDissociate, for MIDs not discarded.
+  virtual NTSTATUS Dissociate(Mid mid, bool plain, void** context) = 0;
+  virtual NTSTATUS Discard(Mid mid, void* late, void** context) = 0;
+  virtual NTSTATUS Release(Mid mid, void** late) = 0;
+  // The count handed out, where the API reports one.
+  virtual std::optional<std::size_t> IterateAndRemove() = 0;
+  virtual std::uint32_t waiters() = 0;
+  virtual std::uint32_t in_use() = 0;
+  virtual std::uint32_t discarded() = 0;
+};
+
+class CWait final : public WaitApi {
+ public:
+  ~CWait() override { Destroy(); }
+  bool Create(const ExShape& shape, std::uint32_t start, std::uint32_t reserve) override {
+    RX_MID_ATLAS_PARAMETERS p{};
+    p.MaximumNumberOfMids = static_cast<USHORT>(shape.max());
+    p.MidsAllocatedAtStart = static_cast<USHORT>(start);
+    p.GenerationBits = static_cast<UCHAR>(shape.genbits());
+    p.MidsReserved = static_cast<USHORT>(reserve);
+    p.NumberOfExcludedMids = static_cast<USHORT>(shape.excluded().size());
+    p.ExcludedMids = shape.excluded().data();
+    atlas_ = RxCreateMidAtlasEx(&p);
+    return atlas_ != nullptr;
+  }
+  [[nodiscard]] bool created() const override { return atlas_ != nullptr; }
+  void Destroy() override {
+    if (atlas_ != nullptr) RxDestroyMidAtlas(atlas_, &HandedThunk);
+    atlas_ = nullptr;
+  }
+  NTSTATUS Associate(void* context, bool reserve, Mid* mid) override {
+    USHORT out = 0;
+    const NTSTATUS status = RxAssociateContextWithMidEx(atlas_, context, Flags(reserve), &out);
+    *mid = out;
+    return status;
+  }
+  NTSTATUS Wait(void* context, bool reserve, std::uint32_t timeout_ms, Mid* mid) override {
+    USHORT out = 0;
+    const NTSTATUS status =
+        RxAssociateContextWithMidWait(atlas_, context, Flags(reserve), timeout_ms, &out);
+    *mid = out;
+    return status;
+  }
+  NTSTATUS Async(Block& block, void* context, bool reserve, Mid* mid) override {
+    USHORT out = 0;
+    const NTSTATUS status = RxAssociateContextWithMidAsync(atlas_, context, Flags(reserve),
+                                                           &block.block, &RoutineThunk, &out);
+    *mid = out;
+    return status;
+  }
+  bool Cancel(Block& block) override { return RxCancelMidWait(atlas_, &block.block) != FALSE; }
+  bool Drop(Block& /*block*/) override { return false; }
+  void* Map(Mid mid) override { return RxMapMidToContext(atlas_, mid); }
+  NTSTATUS Dissociate(Mid mid, bool /*plain*/, void** context) override {
+    return RxMapAndDissociateMidFromContext(atlas_, mid, context);
+  }
+  NTSTATUS Discard(Mid mid, void* late, void** context) override {
+    return RxDiscardMid(atlas_, mid, late, context);
+  }
+  NTSTATUS Release(Mid mid, void** late) override {
+    return RxReleaseDiscardedMid(atlas_, mid, late);
+  }
+  std::optional<std::size_t> IterateAndRemove() override {
+    RxIterateMidAtlasAndRemove(atlas_, &HandedThunk);
+    return std::nullopt;
+  }
+  std::uint32_t waiters() override { return RxGetNumberOfWaiters(atlas_); }
+  std::uint32_t in_use() override { return RxGetNumberOfMidsInUse(atlas_); }
+  std::uint32_t discarded() override { return RxGetNumberOfDiscardedMids(atlas_); }
+
+ private:
+  static ULONG Flags(bool reserve) { return reserve ? RX_MID_USE_RESERVE : 0; }
+  PRX_MID_ATLAS atlas_ = nullptr;
+};
+
+class CppWait final : public WaitApi {
+ public:
+  bool Create(const ExShape& shape, std::uint32_t start, std::uint32_t reserve) override {
+    absl::StatusOr<MidAtlas> created =
+        MidAtlas::Create({.max_mids = shape.max(),
+                          .initial_mids = start,
+                          .context_destructor = [](void* p) { HandedThunk(p); },
+                          .reserved_mids = reserve,
+                          .excluded_mids = shape.excluded(),
+                          .generation_bits = shape.genbits()});
+    if (!created.ok()) return false;
+    atlas_.emplace(*std::move(created));
+    return true;
+  }
+  [[nodiscard]] bool created() const override { return atlas_.has_value(); }
+  void Destroy() override { atlas_.reset(); }
+  NTSTATUS Associate(void* context, bool reserve, Mid* mid) override {
+    return Translate(atlas_->Associate(context, {.use_reserve = reserve}), mid);
+  }
+  NTSTATUS Wait(void* context, bool reserve, std::uint32_t timeout_ms, Mid* mid) override {
+    return Translate(atlas_->AssociateWait(context, absl::Milliseconds(timeout_ms),
+                                           {.use_reserve = reserve}),
+                     mid);
+  }
+  NTSTATUS Async(Block& block, void* context, bool reserve, Mid* mid) override {
+    Block* target = &block;
+    absl::StatusOr<midatlas::MidWait> wait = atlas_->AssociateAsync(
+        context, [target](absl::StatusOr<Mid> got) { CallbackThunk(target, std::move(got)); },
+        {.use_reserve = reserve});
+    if (!wait.ok()) return Translate(wait.status());
+    const std::optional<Mid> at_once = wait->mid();
+    // The block is not queued: its old handle, if any, has completed.
+    block.handle = *std::move(wait);
+    if (!at_once) return STATUS_PENDING;
+    *mid = *at_once;
+    return STATUS_SUCCESS;
+  }
+  bool Cancel(Block& block) override { return block.handle.Cancel(); }
+  bool Drop(Block& block) override {
+    block.handle = midatlas::MidWait();
+    return true;
+  }
+  void* Map(Mid mid) override { return atlas_->Map(mid); }
+  NTSTATUS Dissociate(Mid mid, bool plain, void** context) override {
+    *context = nullptr;
+    if (plain) {
+      absl::StatusOr<void*> got = atlas_->MapAndDissociate(mid);
+      if (got.ok()) *context = *got;
+      return Translate(got.status());
+    }
+    absl::StatusOr<Dissociated> got = atlas_->MapAndDissociateOrLate(mid);
+    if (!got.ok()) return Translate(got.status());
+    *context = got->context;
+    return got->late ? STATUS_CANCELLED : STATUS_SUCCESS;
+  }
+  NTSTATUS Discard(Mid mid, void* late, void** context) override {
+    absl::StatusOr<void*> got = atlas_->Discard(mid, late);
+    *context = got.ok() ? *got : nullptr;
+    return Translate(got.status());
+  }
+  NTSTATUS Release(Mid mid, void** late) override {
+    absl::StatusOr<void*> got = atlas_->ReleaseDiscarded(mid);
+    *late = got.ok() ? *got : nullptr;
+    return Translate(got.status());
+  }
+  std::optional<std::size_t> IterateAndRemove() override {
+    return atlas_->IterateAndRemove([](void* p) { HandedThunk(p); });
+  }
+  std::uint32_t waiters() override { return atlas_->waiters(); }
+  std::uint32_t in_use() override { return atlas_->mids_in_use(); }
+  std::uint32_t discarded() override { return atlas_->discarded_mids(); }
+
+ private:
+  static NTSTATUS Translate(const absl::Status& status) {
+    if (status.ok()) return STATUS_SUCCESS;
+    if (IsAllMidsInUse(status)) return STATUS_UNSUCCESSFUL;
+    if (absl::IsDeadlineExceeded(status)) return STATUS_TIMEOUT;
+    if (absl::IsCancelled(status)) return STATUS_CANCELLED;
+    if (absl::IsInvalidArgument(status)) return STATUS_INVALID_PARAMETER;
+    return STATUS_INSUFFICIENT_RESOURCES;
+  }
+  static NTSTATUS Translate(const absl::StatusOr<Mid>& got, Mid* mid) {
+    if (got.ok()) *mid = *got;
+    return Translate(got.status());
+  }
+  std::optional<MidAtlas> atlas_;
+};
 
 struct ThreadState {
   std::vector<std::unique_ptr<Block>> blocks;
@@ -145,9 +337,11 @@ struct ThreadState {
 
 class WaitRun {
  public:
-  WaitRun(const Flags& flags, Tally& tally)
+  WaitRun(const Flags& flags, Tally& tally, std::unique_ptr<WaitApi> api, const char* name)
       : flags_(flags),
         tally_(tally),
+        api_(std::move(api)),
+        name_(name),
         threads_(std::max(flags.threads, 2)),
         rngs_(RngsFor(flags.seed, threads_ + 1)),
         shape_(ExShape::Draw(flags.max, flags.genbits, rngs_.back())),
@@ -171,14 +365,17 @@ class WaitRun {
           threads_, 1, [this](int t, int /*phase*/) { Work(t); },
           [this](int /*phase*/) { return Checkpoint(); });
     }
-    if (atlas_ != nullptr) {
+    if (api_->created()) {
       // The last checkpoint drained it (or a failure stopped the run): what is left goes to
       // the destructor, and the run is over whatever it hands out.
       expected_handed_.clear();
       collecting_ = false;
       const InCall in(Call::kDestroy);
-      RxDestroyMidAtlas(atlas_, &HandedThunk);
-      atlas_ = nullptr;
+      api_->Destroy();
+    }
+    // Handles outlive the atlas that completed them (C++).
+    for (ThreadState& me : states_) {
+      for (auto& block : me.blocks) block->handle = midatlas::MidWait();
     }
     g_run = nullptr;
     ThreadState sum;
@@ -228,7 +425,7 @@ class WaitRun {
       void* mapped = nullptr;
       {
         const InCall in(Call::kMap);
-        mapped = RxMapMidToContext(atlas_, mid);
+        mapped = api_->Map(mid);
       }
       if (mapped != context) {
         Fail("waiting: MID %u handed to a waiter does not map to its context", mid);
@@ -266,6 +463,7 @@ class WaitRun {
       return;
     }
     Request* request = it->second.request;
+    ++handed_;
     if (it->second.late) {
       request->late_deliveries.fetch_add(1, std::memory_order_relaxed);
     } else {
@@ -288,6 +486,7 @@ class WaitRun {
         claims_.Release(block->mid.load(std::memory_order_relaxed));
         request->deliveries.fetch_add(1, std::memory_order_relaxed);
         ++removed_after_hand_off_;
+        ++handed_;
         return true;
       }
     }
@@ -295,19 +494,12 @@ class WaitRun {
   }
 
   bool Create() {
-    RX_MID_ATLAS_PARAMETERS p{};
-    p.MaximumNumberOfMids = static_cast<USHORT>(shape_.max());
-    p.MidsAllocatedAtStart = static_cast<USHORT>(std::min(flags_.start, flags_.max));
-    p.GenerationBits = static_cast<UCHAR>(shape_.genbits());
-    p.MidsReserved = static_cast<USHORT>(flags_.reserve);
-    p.NumberOfExcludedMids = static_cast<USHORT>(shape_.excluded().size());
-    p.ExcludedMids = shape_.excluded().data();
-    atlas_ = RxCreateMidAtlasEx(&p);
-    if (atlas_ == nullptr) {
-      Fail("waiting: creating an atlas of max %u, G %u, reserve %u failed", shape_.max(),
+    if (!api_->Create(shape_, std::min(flags_.start, flags_.max), flags_.reserve)) {
+      Fail("%s: creating an atlas of max %u, G %u, reserve %u failed", name_, shape_.max(),
            shape_.genbits(), flags_.reserve);
+      return false;
     }
-    return atlas_ != nullptr;
+    return true;
   }
 
   // --- a thread's round ------------------------------------------------------------------
@@ -353,8 +545,8 @@ class WaitRun {
     return me.requests.back().get();
   }
 
-  ULONG PickFlags(std::mt19937_64& rng) const {
-    return flags_.reserve != 0 && Below(rng, 3) == 0 ? RX_MID_USE_RESERVE : 0;
+  bool PickReserve(std::mt19937_64& rng) const {
+    return flags_.reserve != 0 && Below(rng, 3) == 0;
   }
 
   void Take(ThreadState& me, Request* request, Mid mid, const char* who, Local& local) {
@@ -364,7 +556,7 @@ class WaitRun {
     me.held.push_back({request});
     ++local.checks;
     const InCall in(Call::kMap);
-    if (RxMapMidToContext(atlas_, mid) != request) {
+    if (api_->Map(mid) != request) {
       Fail("waiting: MID %u (%s) does not map to its context", mid, who);
     }
   }
@@ -408,13 +600,12 @@ class WaitRun {
     Request* request = NewRequest(me);
     block->request = request;
     block->armed.store(1, std::memory_order_relaxed);
-    USHORT mid = 0;
+    Mid mid = 0;
     NTSTATUS status = 0;
     ++local.ops;
     {
       const InCall in(Call::kAsync);
-      status = RxAssociateContextWithMidAsync(atlas_, request, PickFlags(rng), &block->block,
-                                              &RoutineThunk, &mid);
+      status = api_->Async(*block, request, PickReserve(rng), &mid);
     }
     if (status == STATUS_SUCCESS) {
       ++local.checks;
@@ -427,7 +618,7 @@ class WaitRun {
       request->state = State::kQueued;
       block->queued = true;
     } else {
-      Fail("waiting: RxAssociateContextWithMidAsync answered 0x%08x",
+      Fail("waiting: the async associate answered 0x%08x",
            static_cast<unsigned>(status));
       block->armed.store(0, std::memory_order_relaxed);
       request->state = State::kNever;
@@ -436,13 +627,13 @@ class WaitRun {
 
   void WaitBlocking(ThreadState& me, std::mt19937_64& rng, Local& local) {
     Request* request = NewRequest(me);
-    const auto timeout = static_cast<ULONG>(Below(rng, 3));  // 0, 1 or 2 ms
-    USHORT mid = 0;
+    const std::uint32_t timeout = Below(rng, 3);  // 0, 1 or 2 ms
+    Mid mid = 0;
     NTSTATUS status = 0;
     ++local.ops;
     {
       const InCall in(Call::kWait);
-      status = RxAssociateContextWithMidWait(atlas_, request, PickFlags(rng), timeout, &mid);
+      status = api_->Wait(request, PickReserve(rng), timeout, &mid);
     }
     if (status == STATUS_SUCCESS) {
       ++me.waited;
@@ -452,7 +643,7 @@ class WaitRun {
       ++local.refused;
       request->state = State::kNever;
     } else {
-      Fail("waiting: RxAssociateContextWithMidWait answered 0x%08x",
+      Fail("waiting: the blocking wait answered 0x%08x",
            static_cast<unsigned>(status));
       request->state = State::kNever;
     }
@@ -460,12 +651,12 @@ class WaitRun {
 
   void AssociateNow(ThreadState& me, std::mt19937_64& rng, Local& local) {
     Request* request = NewRequest(me);
-    USHORT mid = 0;
+    Mid mid = 0;
     NTSTATUS status = 0;
     ++local.ops;
     {
       const InCall in(Call::kAssociate);
-      status = RxAssociateContextWithMidEx(atlas_, request, PickFlags(rng), &mid);
+      status = api_->Associate(request, PickReserve(rng), &mid);
     }
     if (status == STATUS_SUCCESS) {
       ++me.immediate;
@@ -474,32 +665,47 @@ class WaitRun {
       ++local.refused;
       request->state = State::kNever;
     } else {
-      Fail("waiting: RxAssociateContextWithMidEx answered 0x%08x", static_cast<unsigned>(status));
+      Fail("waiting: the associate answered 0x%08x", static_cast<unsigned>(status));
       request->state = State::kNever;
     }
   }
 
   void CancelOne(ThreadState& me, std::mt19937_64& rng, Local& local) {
     Block& block = *me.blocks[Below(rng, static_cast<std::uint32_t>(me.blocks.size()))];
-    BOOLEAN cancelled = FALSE;
+    // C++: a third of the cancels drop the handle instead, which says nothing.
+    const bool drop = Below(rng, 3) == 0;
+    bool cancelled = false;
+    bool answered = true;
     ++local.ops;
     {
       const InCall in(Call::kCancel);
       t_cancelling = &block;
-      cancelled = RxCancelMidWait(atlas_, &block.block);
+      if (drop && api_->Drop(block)) {
+        answered = false;
+      } else {
+        cancelled = api_->Cancel(block);
+      }
       t_cancelling = nullptr;
     }
     local.checks += 2;
     if (!block.queued) {
-      if (cancelled != FALSE) Fail("waiting: RxCancelMidWait of a block not queued answered TRUE");
+      if (cancelled) Fail("waiting: a cancel of a block not queued answered TRUE");
       return;
     }
-    if (cancelled != FALSE) {
+    if (!answered) {
+      // Dropped: cancelled (its routine ran before the drop returned), or handed a MID (its
+      // routine runs or ran on the freeing thread).
+      while (block.calls.load(std::memory_order_acquire) == block.expected && !Failed()) {
+        std::this_thread::yield();
+      }
+      cancelled = block.status.load(std::memory_order_relaxed) == STATUS_CANCELLED;
+    }
+    if (cancelled) {
       // Its routine ran with STATUS_CANCELLED before the cancel returned.
       const std::uint32_t calls = block.calls.load(std::memory_order_acquire);
       if (calls != block.expected + 1 ||
           block.status.load(std::memory_order_relaxed) != STATUS_CANCELLED) {
-        Fail("waiting: RxCancelMidWait answered TRUE, its routine ran %u times (status 0x%08x)",
+        Fail("waiting: a cancel answered TRUE, its routine ran %u times (status 0x%08x)",
              calls - block.expected,
              static_cast<unsigned>(block.status.load(std::memory_order_relaxed)));
       }
@@ -516,7 +722,7 @@ class WaitRun {
       std::this_thread::yield();
     }
     if (block.status.load(std::memory_order_relaxed) != STATUS_SUCCESS && !Failed()) {
-      Fail("waiting: RxCancelMidWait answered FALSE but the routine did not get a MID");
+      Fail("waiting: a cancel answered FALSE but the routine did not get a MID");
     }
     Poll(me, block, local);
   }
@@ -547,7 +753,7 @@ class WaitRun {
     ++local.ops;
     {
       const InCall in(Call::kDissociate);
-      status = RxMapAndDissociateMidFromContext(atlas_, request->mid, &context);
+      status = api_->Dissociate(request->mid, Below(rng, 2) == 0, &context);
     }
     ++local.checks;
     if (status != STATUS_SUCCESS || context != request) {
@@ -570,7 +776,7 @@ class WaitRun {
     ++local.ops;
     {
       const InCall in(Call::kDiscard);
-      status = RxDiscardMid(atlas_, request->mid, request->late, &context);
+      status = api_->Discard(request->mid, request->late, &context);
     }
     ++local.checks;
     if (status != STATUS_SUCCESS || context != request) {
@@ -594,7 +800,7 @@ class WaitRun {
     ++local.ops;
     {
       const InCall in(Call::kDissociate);
-      status = RxMapAndDissociateMidFromContext(atlas_, request->mid, &context);
+      status = api_->Dissociate(request->mid, false, &context);
     }
     ++local.checks;
     void* want = request->late_out ? nullptr : request->late;
@@ -620,7 +826,7 @@ class WaitRun {
     ++local.ops;
     {
       const InCall in(Call::kRelease);
-      status = RxReleaseDiscardedMid(atlas_, request->mid, &late);
+      status = api_->Release(request->mid, &late);
     }
     ++local.checks;
     void* want = request->late_out ? nullptr : request->late;
@@ -645,7 +851,7 @@ class WaitRun {
     ++local.ops;
     {
       const InCall in(Call::kMap);
-      seen = RxMapMidToContext(atlas_, request->mid);
+      seen = api_->Map(request->mid);
     }
     ++local.checks;
     const void* want = request->state == State::kDiscarded ? nullptr : request;
@@ -675,15 +881,14 @@ class WaitRun {
       for (const Held& h : me.held) discarded += h.request->state == State::kDiscarded ? 1 : 0;
     }
     main_local_.checks += 4;
-    if (RxGetNumberOfWaiters(atlas_) != queued) {
-      Fail("waiting: %u waiters, %zu blocks queued", RxGetNumberOfWaiters(atlas_), queued);
+    if (api_->waiters() != queued) {
+      Fail("waiting: %u waiters, %zu blocks queued", api_->waiters(), queued);
     }
-    if (RxGetNumberOfMidsInUse(atlas_) != held) {
-      Fail("waiting: %u MIDs in use, %zu held", RxGetNumberOfMidsInUse(atlas_), held);
+    if (api_->in_use() != held) {
+      Fail("waiting: %u MIDs in use, %zu held", api_->in_use(), held);
     }
-    if (RxGetNumberOfDiscardedMids(atlas_) != discarded) {
-      Fail("waiting: %u MIDs discarded, %zu held discarded", RxGetNumberOfDiscardedMids(atlas_),
-           discarded);
+    if (api_->discarded() != discarded) {
+      Fail("waiting: %u MIDs discarded, %zu held discarded", api_->discarded(), discarded);
     }
     if (claims_.count() != static_cast<std::int64_t>(held)) {
       Fail("waiting: the record holds %lld MIDs, the threads %zu",
@@ -728,15 +933,22 @@ class WaitRun {
         for (ThreadState& me : states_) {
           for (const Held& h : me.held) claims_.Release(h.request->mid);
         }
+        const std::size_t want = expected_handed_.size();
         collecting_ = true;
+        handed_ = 0;
+        std::optional<std::size_t> reported;
         {
           const InCall in(Call::kIterate);
-          RxIterateMidAtlasAndRemove(atlas_, &HandedThunk);
+          reported = api_->IterateAndRemove();
         }
         collecting_ = false;
-        ++main_local_.checks;
+        main_local_.checks += 2;
         if (!expected_handed_.empty()) {
-          Fail("waiting: IterateAndRemove left out %zu contexts", expected_handed_.size());
+          Fail("waiting: IterateAndRemove left out %zu of %zu contexts", expected_handed_.size(),
+               want);
+        }
+        if (reported && *reported != handed_) {
+          Fail("waiting: IterateAndRemove reported %zu, handed out %zu", *reported, handed_);
         }
         for (ThreadState& me : states_) {
           for (const Held& h : me.held) {
@@ -756,14 +968,14 @@ class WaitRun {
             NTSTATUS status = 0;
             if (request->state == State::kDiscarded) {
               const InCall in(Call::kRelease);
-              status = RxReleaseDiscardedMid(atlas_, request->mid, &context);
+              status = api_->Release(request->mid, &context);
               if (status == STATUS_SUCCESS && context != nullptr) {
                 request->late_deliveries.fetch_add(1, std::memory_order_relaxed);
                 request->late_out = true;
               }
             } else {
               const InCall in(Call::kDissociate);
-              status = RxMapAndDissociateMidFromContext(atlas_, request->mid, &context);
+              status = api_->Dissociate(request->mid, false, &context);
               if (status == STATUS_SUCCESS && context == request) {
                 request->deliveries.fetch_add(1, std::memory_order_relaxed);
               }
@@ -789,8 +1001,8 @@ class WaitRun {
       if (left == 0 || Failed()) break;
     }
     main_local_.checks += 2;
-    if (RxGetNumberOfWaiters(atlas_) != 0) {
-      Fail("waiting: %u waiters left with every MID free", RxGetNumberOfWaiters(atlas_));
+    if (api_->waiters() != 0) {
+      Fail("waiting: %u waiters left with every MID free", api_->waiters());
       return;
     }
     if (claims_.count() != 0) {
@@ -802,22 +1014,19 @@ class WaitRun {
         shape_,
         {.associate_with_reserve =
              [this](void* context, Mid* mid) {
-               USHORT out = 0;
-               const NTSTATUS status =
-                   RxAssociateContextWithMidEx(atlas_, context, RX_MID_USE_RESERVE, &out);
+               const NTSTATUS status = api_->Associate(context, true, mid);
                if (status != STATUS_SUCCESS && status != STATUS_UNSUCCESSFUL) {
                  Fail("waiting end: an association answered 0x%08x", static_cast<unsigned>(status));
                }
-               *mid = out;
                return status == STATUS_SUCCESS;
              },
-         .map = [this](Mid mid) { return RxMapMidToContext(atlas_, mid); },
+         .map = [this](Mid mid) { return api_->Map(mid); },
          .dissociate =
              [this](Mid mid, void** context) {
-               return RxMapAndDissociateMidFromContext(atlas_, mid, context) == STATUS_SUCCESS;
+               return api_->Dissociate(mid, false, context) == STATUS_SUCCESS;
              },
-         .in_use = [this] { return std::uint32_t{RxGetNumberOfMidsInUse(atlas_)}; }},
-        "waiting", main_local_);
+         .in_use = [this] { return api_->in_use(); }},
+        name_, main_local_);
   }
 
   // Destroys the atlas with waiters queued, MIDs held and MIDs in quarantine: each queued
@@ -841,9 +1050,8 @@ class WaitRun {
     collecting_ = true;
     {
       const InCall in(Call::kDestroy);
-      RxDestroyMidAtlas(atlas_, &HandedThunk);
+      api_->Destroy();
     }
-    atlas_ = nullptr;
     collecting_ = false;
     ++main_local_.checks;
     if (!expected_handed_.empty()) {
@@ -912,6 +1120,8 @@ class WaitRun {
 
   const Flags& flags_;
   Tally& tally_;
+  std::unique_ptr<WaitApi> api_;  // its atlas replaced only in checkpoints
+  const char* name_;
   const int threads_;
   std::vector<std::mt19937_64> rngs_;  // one per thread, and the last for the checkpoints
   const ExShape shape_;
@@ -919,9 +1129,9 @@ class WaitRun {
   const Bounds bounds_;
   std::vector<ThreadState> states_;
   Local main_local_;
-  PRX_MID_ATLAS atlas_ = nullptr;  // replaced only in checkpoints
-  // What teardown may hand out now; checkpoint only.
+  // What teardown may hand out now, and how many it did; checkpoint only.
   std::unordered_map<const void*, Expected> expected_handed_;
+  std::size_t handed_ = 0;
   bool collecting_ = false;
   std::uint64_t drains_ = 0;
   std::uint64_t destroys_ = 0;
@@ -935,8 +1145,23 @@ VOID RoutineThunk(PRX_MID_WAIT_BLOCK block, PVOID context, NTSTATUS status, USHO
 
 VOID HandedThunk(PVOID context) { g_run->OnHanded(context); }
 
+void CallbackThunk(Block* block, absl::StatusOr<Mid> got) {
+  if (got.ok()) {
+    g_run->OnRoutine(&block->block, block->request, STATUS_SUCCESS, *got);
+  } else {
+    if (!absl::IsCancelled(got.status())) Fail("waiting_cpp: a callback got another error");
+    g_run->OnRoutine(&block->block, block->request, STATUS_CANCELLED, 0);
+  }
+}
+
 }  // namespace
 
-void RunWaiting(const Flags& flags, Tally& tally) { WaitRun(flags, tally).Run(); }
+void RunWaiting(const Flags& flags, Tally& tally) {
+  WaitRun(flags, tally, std::make_unique<CWait>(), "waiting").Run();
+}
+
+void RunWaitingCpp(const Flags& flags, Tally& tally) {
+  WaitRun(flags, tally, std::make_unique<CppWait>(), "waiting_cpp").Run();
+}
 
 }  // namespace midatlas::stress
