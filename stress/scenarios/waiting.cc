@@ -80,6 +80,10 @@ class InCall {
   Call previous_;
 };
 
+bool IsFree(Call call) {
+  return call == Call::kDissociate || call == Call::kRelease || call == Call::kIterate;
+}
+
 // Whether a routine with SUCCESS may run inside `call`: those that free a MID or serve the
 // queue before they associate.
 bool MayHandOff(Call call) {
@@ -403,6 +407,8 @@ class WaitRun {
     tally_.Note("destroys", destroys_);
     tally_.Note("destroy_cancelled", destroy_cancelled_);
     tally_.Note("iterate_removed_served", removed_after_hand_off_);
+    tally_.Note("served_in_free", served_by_free_.load(std::memory_order_relaxed));
+    tally_.Note("served_in_associate", served_by_associate_.load(std::memory_order_relaxed));
     main_local_.FlushTo(tally_);
   }
 
@@ -417,6 +423,9 @@ class WaitRun {
     }
     if (context != block->request) Fail("waiting: a routine got another block's context");
     if (status == STATUS_SUCCESS) {
+      // Relaxed: a count for the summary line, read after the joins.
+      std::atomic<std::uint64_t>& where = IsFree(t_call) ? served_by_free_ : served_by_associate_;
+      where.fetch_add(1, std::memory_order_relaxed);
       if (!MayHandOff(t_call)) {
         Fail("waiting: a hand-off routine ran inside a call that frees nothing (call %d)",
              static_cast<int>(t_call));
@@ -1137,6 +1146,10 @@ class WaitRun {
   std::uint64_t destroys_ = 0;
   std::uint64_t destroy_cancelled_ = 0;
   std::uint64_t removed_after_hand_off_ = 0;
+  // Hand-off routines run inside a free (or release, or iterate) and inside an associate,
+  // async associate or blocking wait that served the queue.
+  std::atomic<std::uint64_t> served_by_free_{0};
+  std::atomic<std::uint64_t> served_by_associate_{0};
 };
 
 VOID RoutineThunk(PRX_MID_WAIT_BLOCK block, PVOID context, NTSTATUS status, USHORT mid) {
