@@ -636,15 +636,6 @@ class CppFront final : public Front {
 
 // ---- The model ----
 
-// Plain MidAtlas::MapAndDissociate of a discarded MID must answer Cancelled and leave the late
-// context for MapAndDissociateOrLate or the release (mid_atlas.h). It hands the late context
-// to nobody instead (MidAtlasDiscardTest.StatusCodesTellTheCasesApart fails the same way), so
-// until that is fixed the C++ front answers a discarded MID's late response with
-// MapAndDissociateOrLate only. Build with -DMIDATLAS_FUZZ_PLAIN_LATE_RESPONSE=1 to check it.
-#ifndef MIDATLAS_FUZZ_PLAIN_LATE_RESPONSE
-#define MIDATLAS_FUZZ_PLAIN_LATE_RESPONSE 0
-#endif
-
 class ExModel {
  public:
   ExModel(const ShapeIn& shape, Front& front)
@@ -835,11 +826,9 @@ class ExModel {
 
   void Dissociate(FuzzedDataProvider& in) {
     const Mid mid = PickMid(in);
-    bool plain = !front_.c_api() && in.ConsumeBool();
+    // C++: MapAndDissociate (a discarded MID keeps its late context) or MapAndDissociateOrLate.
+    const bool plain = !front_.c_api() && in.ConsumeBool();
     auto it = held_.find(mid);
-    if (!MIDATLAS_FUZZ_PLAIN_LATE_RESPONSE && it != held_.end() && it->second.discarded) {
-      plain = false;
-    }
     Begin();
     void* context = nullptr;
     const Code code = front_.Dissociate(mid, plain, &context);
