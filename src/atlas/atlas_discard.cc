@@ -133,9 +133,10 @@ AtlasResult AtlasCore::DissociateMissed(Mid mid, void** context_out, bool take_l
     } else {
       // (atlas:M3) acquire: pairs with the discard's take (atlas:D1).
       if (contexts_[index].load(std::memory_order_acquire) != nullptr) {
-        const AtlasResult again = DissociateOnce(mid, context_out);
-        if (again != AtlasResult::kInvalidArgument) return again;
-        continue;
+        // Associated again since the miss: one more try answers for the new association (a
+        // failed one-shot protection is a valid "not in use", AC4). No loop: a cell that stays
+        // set must not keep this call here.
+        return DissociateOnce(mid, context_out);
       }
     }
     DiscardTable* table = discards();  // (discard:Q10)
