@@ -198,7 +198,8 @@ struct Dissociated {
 };
 
 // Runs once for a queued AssociateAsync: with the MID, already associated with the context,
-// on the thread that freed it; or with a Cancelled status (Cancel, the handle's destruction,
+// on the thread that freed it (or, rarely, inside another caller's associate that served the
+// queue first); or with a Cancelled status (Cancel, the handle's destruction,
 // the atlas's destruction).
 using MidWaitCallback = absl::AnyInvocable<void(absl::StatusOr<Mid>)>;
 

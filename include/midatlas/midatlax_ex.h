@@ -153,7 +153,8 @@ typedef VOID (*PRX_MID_WAIT_ROUTINE)(PRX_MID_WAIT_BLOCK WaitBlock, PVOID Context
 
 /* SUCCESS: associated now, *NewMid set, Routine never called. STATUS_PENDING: queued;
  * Routine is called exactly once, either (SUCCESS, mid) with Context already associated to
- * mid, on the thread that freed the MID, or (STATUS_CANCELLED, 0) after RxCancelMidWait or
+ * mid, on the thread that freed the MID (or, rarely, inside another caller's associate or
+ * wait that served the queue first), or (STATUS_CANCELLED, 0) after RxCancelMidWait or
  * destruction. WaitBlock is the caller's (nothing is allocated per wait) and must live until
  * Routine is called. STATUS_INVALID_PARAMETER (nothing changed) for unknown flag bits, a NULL
  * context, routine, wait block or NewMid, or a wait block still queued. Routines may call any
