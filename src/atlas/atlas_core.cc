@@ -609,23 +609,6 @@ std::uint32_t AtlasCore::LoadStateForCas(std::uint32_t index) const noexcept {
   return states_[index].load(std::memory_order_relaxed);
 }
 
-// Map with G > 0 (and, with G = 0, a MID beyond the covered ones). Wait-free: two loads.
-void* AtlasCore::MapBeyondBound(Mid mid) const noexcept {
-  if (states_ == nullptr) return nullptr;
-  const std::uint32_t index = mid & index_mask_;
-  if (index >= mids_end_) return nullptr;
-  // (atlas:M2) acquire: as (atlas:M1), pairs with (atlas:A2)/(atlas:R2); it also orders the
-  // state load after it, so a context published by an association is never checked against
-  // an older state than that association's (atlas:G2).
-  void* context = contexts_[index].load(std::memory_order_acquire);
-  if (context == nullptr) return nullptr;
-  // (atlas:G3) acquire: pairs with (atlas:G2). Linearization point: this load, when it shows
-  // the MID's generation live (the context was the association's then: GN1).
-  const std::uint32_t state = states_[index].load(std::memory_order_acquire);
-  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
-  return (state & (kGenField | kLive)) == want ? context : nullptr;
-}
-
 // Only after its generation RMW does a generational call look the leaf up: the index is held
 // (GN1/GN2) until its push, so the leaf that holds it stays attached (FS3) and the one-shot
 // protection cannot fail. (A leaf protected before the RMW could be one detached since, whose

@@ -425,6 +425,24 @@ inline void* AtlasCore::Map(Mid mid) const noexcept {
   return contexts_[mid].load(std::memory_order_acquire);
 }
 
+// Map with G > 0 (and, with G = 0, a MID beyond the covered ones). Wait-free: two loads.
+// Inline too, so that Map with generations costs two loads and no call.
+inline void* AtlasCore::MapBeyondBound(Mid mid) const noexcept {
+  if (states_ == nullptr) return nullptr;
+  const std::uint32_t index = mid & index_mask_;
+  if (index >= mids_end_) return nullptr;
+  // (atlas:M2) acquire: as (atlas:M1), pairs with (atlas:A2)/(atlas:R2); it also orders the
+  // state load after it, so a context published by an association is never checked against
+  // an older state than that association's (atlas:G2).
+  void* context = contexts_[index].load(std::memory_order_acquire);
+  if (context == nullptr) return nullptr;
+  // (atlas:G3) acquire: pairs with (atlas:G2). Linearization point: this load, when it shows
+  // the MID's generation live (the context was the association's then: GN1).
+  const std::uint32_t state = states_[index].load(std::memory_order_acquire);
+  const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
+  return (state & (kGenField | kLive)) == want ? context : nullptr;
+}
+
 // Associate: lock-free. Linearization point: the release store of the context (atlas:A2), or
 // the release CAS that installs a new leaf already holding it (atlas:A3).
 inline AtlasResult AtlasCore::Associate(void* context, Mid* mid_out, bool use_reserve) noexcept {
