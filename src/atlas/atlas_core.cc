@@ -625,8 +625,6 @@ AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexce
   if (states_ == nullptr) return AtlasResult::kInvalidArgument;
   const std::uint32_t index = mid & index_mask_;
   if (index >= mids_end_) return AtlasResult::kInvalidArgument;
-  const std::uint32_t leaf_index = index >> leaf_shift_;
-  const std::uint32_t slot = index & slot_mask_;
   const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
   Atomic<std::uint32_t>& state_word = states_[index];
   std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
@@ -640,37 +638,17 @@ AtlasResult AtlasCore::DissociateBeyondBound(Mid mid, void** context_out) noexce
     }
   }
   MIDATLAS_CHAOS_POINT();
-  FreeOutcome freed;
-  if (picker_) {
-    // Ours alone now; only reassociates counted in before the mark may still replace it.
-    *context_out = LeafMap::TakeCell(contexts_[index]);  // (atlas:D1)
-    // (atlas:G13) acq_rel: as (atlas:G6), for an index of the picker.
-    const std::uint32_t before = state_word.fetch_or(kPushPending, std::memory_order_acq_rel);
-    if ((before >> kUsersShift) == 0) freed = ReleasePicked(index);
-    Settle(freed);
-    return AtlasResult::kOk;
-  }
-  {
-    const RecordLease lease;
-    LeafHazardGuard guard(lease.record());
-    const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
-    // Ours alone now; only reassociates counted in before the mark may still replace it.
-    void* context = found.leaf->TakeContext(slot);  // (atlas:D1)
-    // (atlas:G6) acq_rel: GN2's hand-off. Release passes our take to the reassociate that
-    // pushes; acquire sees the cell writes of those that counted out before.
-    const std::uint32_t before = state_word.fetch_or(kPushPending, std::memory_order_acq_rel);
-    if ((before >> kUsersShift) == 0) freed = ReleaseSlot(found.dir, *found.leaf, slot);
-    *context_out = context;
-  }
-  Settle(freed);
+  // Ours alone now; only reassociates counted in before the mark may still replace it. The
+  // index is held until its push (GN2), so its leaf - and the context page it covers - stays
+  // attached (FS3, CR1): the cell is written directly.
+  *context_out = LeafMap::TakeCell(contexts_[index]);  // (atlas:D1)
+  Settle(FreeHeldIndex(index));
   return AtlasResult::kOk;
 }
 
 AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexcept {
   const std::uint32_t index = mid & index_mask_;
   if (index >= mids_end_) return AtlasResult::kInvalidArgument;
-  const std::uint32_t leaf_index = index >> leaf_shift_;
-  const std::uint32_t slot = index & slot_mask_;
   const std::uint32_t want = EncodeGen(std::uint32_t{mid} >> index_bits_) | kLive;
   Atomic<std::uint32_t>& state_word = states_[index];
   std::uint32_t state = LoadStateForCas(index);  // (atlas:G4)
@@ -684,31 +662,12 @@ AtlasResult AtlasCore::ReassociateGenerational(Mid mid, void* new_context) noexc
     }
   }
   MIDATLAS_CHAOS_POINT();
-  FreeOutcome freed;
-  bool replaced = false;
-  if (picker_) {
-    replaced = LeafMap::ReplaceCell(contexts_[index], new_context);  // (atlas:R1)/(atlas:R2)
-    // (atlas:G14) acq_rel: as (atlas:G8), for an index of the picker.
-    const std::uint32_t after =
-        state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
-    if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) freed = ReleasePicked(index);
-    Settle(freed);
-    return replaced ? AtlasResult::kOk : AtlasResult::kInvalidArgument;
-  }
-  {
-    const RecordLease lease;
-    LeafHazardGuard guard(lease.record());
-    const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
-    replaced = found.leaf->ReplaceContext(slot, new_context);  // (atlas:R1)/(atlas:R2)
-    // (atlas:G8) acq_rel: count out. Release passes our CAS to the pusher; acquire, when we
-    // are the last one out after the dissociate's hand-off (atlas:G6), sees its take.
-    const std::uint32_t after =
-        state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
-    if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) {
-      freed = ReleaseSlot(found.dir, *found.leaf, slot);
-    }
-  }
-  Settle(freed);
+  // Counted in, the index is held (GN2): its cell is written directly, as in the dissociate.
+  const bool replaced = LeafMap::ReplaceCell(contexts_[index], new_context);  // (atlas:R1)/(atlas:R2)
+  // (atlas:G8) acq_rel: count out. Release passes our CAS to the pusher; acquire, when we are
+  // the last one out after the dissociate's hand-off (atlas:G6), sees its take.
+  const std::uint32_t after = state_word.fetch_sub(kUserOne, std::memory_order_acq_rel) - kUserOne;
+  if ((after >> kUsersShift) == 0 && (after & kPushPending) != 0) Settle(ReleaseHeldIndex(index));
   return replaced ? AtlasResult::kOk : AtlasResult::kInvalidArgument;
 }
 

@@ -226,9 +226,11 @@ class AtlasCore {
   // progress (waited for), or a MID not in use.
   AtlasResult DissociateMissed(Mid mid, void** context_out, bool take_late) noexcept;
   AtlasResult DissociateOnce(Mid mid, void** context_out) noexcept;
-  // Frees a held index whose context is already taken: the (leaf, slot) lookup and
-  // ReleaseSlot, or the generational push hand-off (GN2).
+  // Frees a held index whose context is already taken: with G > 0 first the push hand-off
+  // (GN2: the last reassociate counted in may be the one to free it), then ReleaseHeldIndex.
   [[nodiscard]] FreeOutcome FreeHeldIndex(std::uint32_t index) noexcept;
+  // Gives a held index back: to the picker, or through its leaf's ReleaseSlot.
+  [[nodiscard]] FreeOutcome ReleaseHeldIndex(std::uint32_t index) noexcept;
   void DestroyDiscards() noexcept;
 
   // --- Waiting (atlas_waiting.cc) ---

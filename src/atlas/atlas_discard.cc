@@ -90,12 +90,9 @@ AtlasResult AtlasCore::Discard(Mid mid, void* late_context, void** context_out) 
         break;
       }
     }
-    if (marked && picker_) {
+    if (marked) {
+      // Held (GN2): the cell is written directly, as in the dissociate.
       context = LeafMap::TakeCell(contexts_[index]);  // (atlas:D1)
-    } else if (marked) {
-      const RecordLease lease;
-      LeafHazardGuard guard(lease.record());
-      context = LeafOfHeldIndex(guard, leaf_index).leaf->TakeContext(slot);  // (atlas:D1)
       MIDATLAS_INVARIANT(context != nullptr, "QD2", "a live generation held no context");
     }
   }
@@ -187,27 +184,24 @@ AtlasResult AtlasCore::ReleaseDiscarded(Mid mid, void** late_out) noexcept {
 }
 
 AtlasCore::FreeOutcome AtlasCore::FreeHeldIndex(std::uint32_t index) noexcept {
-  const std::uint32_t leaf_index = index >> leaf_shift_;
-  const std::uint32_t slot = index & slot_mask_;
-  if (picker_) {
-    if (states_ != nullptr) {
-      // (atlas:G15) acq_rel: as (atlas:G12), for an index of the picker.
-      const std::uint32_t before =
-          states_[index].fetch_or(kPushPending, std::memory_order_acq_rel);
-      if ((before >> kUsersShift) != 0) return {};
-    }
-    return ReleasePicked(index);
-  }
-  if (leaf_index == 0 && states_ == nullptr) return ReleaseSlot(dir0(), *leaf0_, slot);
-  const RecordLease lease;
-  LeafHazardGuard guard(lease.record());
-  const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
   if (states_ != nullptr) {
-    // (atlas:G12) acq_rel: GN2's hand-off, as (atlas:G6): the last reassociate counted in
-    // before the discard's dead mark pushes, else we do.
+    // (atlas:G6) acq_rel: GN2's hand-off. Release passes the take of the context (the
+    // dissociate's or the discard's) to the reassociate that pushes; acquire sees the cell
+    // writes of those that counted out before. The last one counted in pushes, else we do.
     const std::uint32_t before = states_[index].fetch_or(kPushPending, std::memory_order_acq_rel);
     if ((before >> kUsersShift) != 0) return {};
   }
+  return ReleaseHeldIndex(index);
+}
+
+AtlasCore::FreeOutcome AtlasCore::ReleaseHeldIndex(std::uint32_t index) noexcept {
+  if (picker_) return ReleasePicked(index);
+  const std::uint32_t leaf_index = index >> leaf_shift_;
+  const std::uint32_t slot = index & slot_mask_;
+  if (leaf_index == 0) return ReleaseSlot(dir0(), *leaf0_, slot);
+  const RecordLease lease;
+  LeafHazardGuard guard(lease.record());
+  const ProtectedLeaf found = LeafOfHeldIndex(guard, leaf_index);
   return ReleaseSlot(found.dir, *found.leaf, slot);
 }
 
