@@ -42,7 +42,7 @@ WORKLOADS = {
 # The waiting workloads have their own table (wait_bench.cc): requests/s, wait and hand-off
 # times, overtakes; ratios are to WAIT_BASELINE.
 WAIT_WORKLOADS = ("WaitAsync", "WaitBlocking")
-WAIT_IMPLS = ["midatlas-c", "midatlas", "mutex+fifo", "mutex+cv"]
+WAIT_IMPLS = ["midatlas-c", "midatlas", "mutex+fifo", "mutex+cv", "ring-ceiling"]
 WAIT_BASELINE = "mutex+fifo"
 # Targets: completed requests/s at least this multiple of the baseline's.
 WAIT_TARGETS = {"WaitAsync": 3.0, "WaitBlocking": 1.5}
@@ -339,6 +339,12 @@ def wait_verdicts(verdict):
             verdict(m["overtakes"] == 0 and m["candidates"] > 0,
                     f"{label} ({impl}): FIFO, 0 overtakes ({m['overtakes']:.0f} among "
                     f"{m['candidates']:.0f} requests whose queueing is known; {others})")
+        ceiling = figures.get("ring-ceiling")
+        if ceiling and base and base["rate"] and ceiling["rate"]:
+            verdict(None, f"{label}: the ceiling of a FIFO hand-off on this machine (ring-ceiling, "
+                          f"a bare lock-free ring, no table): {ceiling['rate'] / base['rate']:.2f}x "
+                          f"{WAIT_BASELINE}'s requests/s ({fmt_rate(ceiling['rate'])} vs "
+                          f"{fmt_rate(base['rate'])}/s)")
         handoffs = ", ".join(f"{i} {fmt(f['handoff_p50_us'])}/{fmt(f['handoff_p99_us'])}"
                              for i, f in figures.items())
         verdict(None, f"{label}: hand-off latency, free -> waiter running, p50/p99 us: {handoffs}")

@@ -11,7 +11,10 @@
 //       and asks again for the request it just completed. The first 64 requests get their
 //       MIDs at set-up and are spread evenly over the drivers; as every hand-off lands on the
 //       freeing driver, each driver keeps 64 / K in flight and 192 stay queued throughout.
-//       200,000 requests complete per run.
+//       200,000 requests complete per run. Driver d runs on CPU d (modulo the CPUs allowed),
+//       so every run places the drivers alike. Besides the tables, the row ring-ceiling: the
+//       bare lock-free FIFO ring of peers/wait_peers.h, no table a user could ship, whose
+//       rate is the most any FIFO hand-off reaches in this workload on the machine it runs on.
 //   BM_WaitBlocking/<peer>/requesters:N/round:R
 //       N threads (256) each loop: associate, waiting as long as it takes; map the MID and
 //       about 0.1 us of work; dissociate. The run starts saturated: at set-up 64 threads take
@@ -58,6 +61,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <pthread.h>
+#include <sched.h>
 
 #include "benchmark/benchmark.h"
 #include "peers/wait_peers.h"
@@ -217,6 +223,28 @@ void Report(benchmark::State& state, const WaitFigures& f, std::uint64_t request
   state.counters["overtakes"] = static_cast<double>(f.overtakes);
   state.counters["waited_pct"] = f.waited_pct;
   state.counters["overtake_candidates"] = static_cast<double>(f.overtake_candidates);
+}
+
+// Driver d runs on CPU d modulo the CPUs this process may use, so that every run places the
+// drivers alike (two drivers on two cores always run in parallel) rather than as the
+// scheduler happens to.
+void PinToCpu(std::size_t d) noexcept {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  const int cpus = CPU_COUNT(&allowed);
+  if (cpus <= 1) return;
+  int wanted = static_cast<int>(d % static_cast<std::size_t>(cpus));
+  for (std::size_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &allowed)) continue;
+    if (wanted-- == 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+      return;
+    }
+  }
 }
 
 // The threads of a run wait here until the clock starts.
@@ -383,7 +411,8 @@ void AsyncWorkload(benchmark::State& state) {
     std::vector<std::thread> threads;
     threads.reserve(drivers);
     for (std::size_t d = 0; d < drivers; ++d) {
-      threads.emplace_back([&gate, &peer, run = driver[d].get()] {
+      threads.emplace_back([&gate, &peer, run = driver[d].get(), d] {
+        PinToCpu(d);
         gate.Wait();
         run->Run(*peer);
       });
@@ -592,6 +621,7 @@ void RegisterWaitBenchmarks() {
     for (const std::int64_t drivers : {2, 4}) {
       RegisterAsync<MidatlasCWait>(drivers, round);
       RegisterAsync<MutexFifoWait>(drivers, round);
+      RegisterAsync<RingCeiling>(drivers, round);
     }
   }
   for (std::int64_t round = 1; round <= kRounds; ++round) {

@@ -1,7 +1,8 @@
 // The tables the waiting benchmarks (wait_bench.cc) compare: midatlas's own waiting, through
 // the C API, against what a user writes today when MIDs run out - one mutex over a free list
 // and a context array, and either a FIFO of waiters the freer hands the MID to, or the
-// textbook condition variable.
+// textbook condition variable. RingCeiling is no table at all but the measure of what a FIFO
+// hand-off can reach on the machine (see there).
 //
 // A waiting peer is a class with
 //   static constexpr const char* kName;
@@ -24,6 +25,7 @@
 #define MIDATLAS_BENCH_PEERS_WAIT_PEERS_H_
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -283,6 +285,142 @@ class MutexCvWait {
   std::condition_variable freed_;
   LockedMidTable table_;
   std::uint32_t waiters_ = 0;  // threads inside the wait (for set-up only)
+};
+
+// Not a table anyone could ship: the ceiling of the asynchronous workload on the machine it
+// runs on. A flat array of 64 contexts and a bounded lock-free FIFO ring of waiting requests
+// (D. Vyukov's bounded MPMC queue: a sequence number per cell, one CAS per enqueue or
+// dequeue), with nothing else - no cancellation, no reserve, no growth, no generations, no
+// waiter count - and correct only while the queue never runs empty, which the saturated
+// workload guarantees (a MID freed while a request is being queued would be lost). Every
+// table that hands MIDs over in FIFO order pays at least this ring's traffic between cores:
+// the oldest waiter is at the queue's one head, and both drivers move it. Asynchronous only.
+class RingCeiling {
+ public:
+  static constexpr const char* kName = "ring-ceiling";
+  static constexpr bool kHasAsync = true;
+  static constexpr bool kFifoHandOff = true;
+  static constexpr std::uint64_t kCells = 256;  // every request of the workload fits
+
+  struct WaitNode {
+    void* context;
+    GrantRoutine done;
+  };
+
+  explicit RingCeiling(std::uint32_t max_mids) : free_count_(max_mids) {
+    for (std::uint32_t i = 0; i < max_mids; ++i) {
+      free_mids_[i] = static_cast<Mid>(max_mids - 1 - i);
+    }
+    for (std::uint64_t i = 0; i < kCells; ++i) {
+      cells_[i].sequence.store(i, std::memory_order_relaxed);  // set-up: before any thread
+    }
+  }
+  [[nodiscard]] bool ok() const { return true; }
+
+  // Set-up is single-threaded: MIDs come from the free list only then (the queue never
+  // empties afterwards).
+  template <GrantRoutine Done>
+  AsyncResult AssociateAsync(void* context, WaitNode* node, Mid* mid) noexcept {
+    // relaxed: the set-up's own stores; the driver threads start after it (thread creation).
+    if (tail_.load(std::memory_order_relaxed) == head_.load(std::memory_order_relaxed) &&
+        free_count_ != 0) {
+      *mid = free_mids_[--free_count_];
+      // release: pairs with Map's acquire (the context's request is visible to the mapper).
+      contexts_[*mid].store(context, std::memory_order_release);
+      return AsyncResult::kNow;
+    }
+    node->context = context;
+    node->done = Done;
+    return Enqueue(node) ? AsyncResult::kQueued : AsyncResult::kFailed;
+  }
+
+  [[nodiscard]] void* Map(Mid mid) const noexcept {
+    // acquire: pairs with the release stores that associate the MID.
+    return mid < kMaxWaitMids ? contexts_[mid].load(std::memory_order_acquire) : nullptr;
+  }
+
+  void* MapAndDissociate(Mid mid) noexcept {
+    if (mid >= kMaxWaitMids) return nullptr;
+    // acq_rel: takes the context (acquire, as Map) and orders this response before the next
+    // association's store.
+    void* context = contexts_[mid].exchange(nullptr, std::memory_order_acq_rel);
+    if (context == nullptr) return nullptr;
+    WaitNode* handed = Dequeue();
+    if (handed == nullptr) return context;  // cannot happen while saturated; the MID leaks
+    // release: pairs with Map's acquire.
+    contexts_[mid].store(handed->context, std::memory_order_release);
+    handed->done(handed->context, mid);
+    return context;
+  }
+
+  [[nodiscard]] std::uint32_t Waiters() const noexcept {
+    // relaxed: an estimate (set-up reads it single-threaded).
+    return static_cast<std::uint32_t>(tail_.load(std::memory_order_relaxed) -
+                                      head_.load(std::memory_order_relaxed));
+  }
+
+ private:
+  struct alignas(64) Cell {
+    std::atomic<std::uint64_t> sequence;
+    WaitNode* node = nullptr;
+  };
+
+  bool Enqueue(WaitNode* node) noexcept {
+    std::uint64_t position = tail_.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& cell = cells_[position % kCells];
+      // acquire: pairs with the dequeuer's release that recycled the cell.
+      const std::uint64_t sequence = cell.sequence.load(std::memory_order_acquire);
+      if (sequence == position) {
+        // relaxed: the cell is claimed by the sequence protocol, not by this counter.
+        if (tail_.compare_exchange_weak(position, position + 1, std::memory_order_relaxed)) {
+          cell.node = node;
+          // release: publishes the node to the dequeuer's acquire.
+          cell.sequence.store(position + 1, std::memory_order_release);
+          return true;
+        }
+      } else if (sequence < position) {
+        // The cell's previous lap is still queued (full), or its dequeuer has taken it and
+        // not yet recycled it: then wait for that dequeuer (the ring is not lock-free).
+        // relaxed: an estimate, rechecked on every turn.
+        if (head_.load(std::memory_order_relaxed) + kCells <= position) return false;
+        position = tail_.load(std::memory_order_relaxed);
+      } else {
+        position = tail_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  WaitNode* Dequeue() noexcept {
+    std::uint64_t position = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& cell = cells_[position % kCells];
+      // acquire: pairs with the enqueuer's release.
+      const std::uint64_t sequence = cell.sequence.load(std::memory_order_acquire);
+      if (sequence == position + 1) {
+        if (head_.compare_exchange_weak(position, position + 1, std::memory_order_relaxed)) {
+          WaitNode* node = cell.node;
+          // release: the cell is free for the enqueuer a lap later.
+          cell.sequence.store(position + kCells, std::memory_order_release);
+          return node;
+        }
+      } else if (sequence < position + 1) {
+        // Empty, or the cell's enqueuer has taken its place and not yet filled it: then wait
+        // for that enqueuer. relaxed: an estimate, rechecked on every turn.
+        if (tail_.load(std::memory_order_relaxed) == position) return nullptr;
+        position = head_.load(std::memory_order_relaxed);
+      } else {
+        position = head_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  std::array<std::atomic<void*>, kMaxWaitMids> contexts_{};
+  std::array<Mid, kMaxWaitMids> free_mids_{};
+  std::uint32_t free_count_;
+  alignas(64) std::atomic<std::uint64_t> head_{0};
+  alignas(64) std::atomic<std::uint64_t> tail_{0};
+  std::array<Cell, kCells> cells_{};
 };
 
 }  // namespace midatlas::bench
