@@ -442,7 +442,7 @@ AtlasCore::Confirmation AtlasCore::ConfirmAllInUse() noexcept {
 void AtlasCore::ClearHintIfFull(LeafMap& leaf) noexcept {
   hints_.Clear(leaf.index());  // (hints:L1)
   MIDATLAS_CHAOS_POINT();
-  if constexpr (kFaultHintNoRecheck) return;  // planted fault (fault_injection.h)
+  if (kFaultHintNoRecheck) return;  // planted fault (fault_injection.h)
   // (hints:L2) seq_cst re-load of the head through (stack:S0): a push that raced with the
   // clear is either seen here, or its (hints:L3) comes after (hints:L1) and sets the bit.
   const FreeStack::Head head = leaf.stack().Load();

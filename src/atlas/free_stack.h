@@ -133,7 +133,7 @@ class FreeStack {
       }
       // Planted fault (test builds only, fault_injection.h): skip the retry and hand out
       // `top` although another thread may have popped it.
-      if constexpr (kFaultPopNoRetry) return PopResult{top, FreeOf(popped)};
+      if (kFaultPopNoRetry) return PopResult{top, FreeOf(popped)};
     }
   }
 

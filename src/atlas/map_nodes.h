@@ -100,7 +100,7 @@ class alignas(64) LeafMap : public Retirable {
     // here is a valid linearization point by itself; nothing is read through a non-null.
     if (cell.load(std::memory_order_relaxed) == nullptr) return nullptr;
     MIDATLAS_CHAOS_POINT();
-    if constexpr (kFaultTakeNoExchange) {
+    if (kFaultTakeNoExchange) {
       // Planted fault (test builds only, fault_injection.h): a load and a store where
       // (atlas:D1) needs one RMW, so two racing takers can both read the context.
       void* context = cell.load(std::memory_order_acquire);

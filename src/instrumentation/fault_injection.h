@@ -1,23 +1,25 @@
-// Planted faults for proving that the tests catch bugs. Test-only: each fault is compiled in
-// only when its MIDATLAS_FAULT_<NAME> macro is defined, which only the fault-injection test
-// builds do (stress/CMakeLists.txt, tests/dsched/CMakeLists.txt); in every other build each
-// constant is false and the guarded code is discarded by `if constexpr`.
+// Planted faults for proving that the tests catch bugs. Test-only: the faults are compiled in
+// only where MIDATLAS_PLANTED_FAULTS is defined, which only the fault-injection test builds do
+// (stress/CMakeLists.txt, tests/dsched/CMakeLists.txt). One such build carries every fault, and
+// a run plants the one its environment names, MIDATLAS_PLANTED_FAULT=<NAME> (none: no fault),
+// read once at start-up: one build serves every fault test. In every other build each
+// constant is a constexpr false and the guarded code is discarded.
 //
-//   MIDATLAS_FAULT_POP_NO_RETRY   FreeStack::Pop treats its first failed CAS as a success:
+//   POP_NO_RETRY                  FreeStack::Pop treats its first failed CAS as a success:
 //                                 two associates can take the same slot (breaks FS2/AC1).
-//   MIDATLAS_FAULT_TAKE_NO_XCHG   TakeContext reads the context and then stores null
+//   TAKE_NO_XCHG                  TakeContext reads the context and then stores null
 //                                 instead of exchanging it: two racing dissociates can both
 //                                 receive it (breaks the single-winner rule of D1).
-//   MIDATLAS_FAULT_HINT_NO_RECHECK  ClearHintIfFull clears the hint (hints:L1) and skips the
+//   HINT_NO_RECHECK               ClearHintIfFull clears the hint (hints:L1) and skips the
 //                                 re-check (hints:L2): a push between the pop and the clear
 //                                 leaves a leaf with room and no hint (breaks LH1).
-//   MIDATLAS_FAULT_FREEZE_IGNORES_COUNT  TryFreeze freezes a leaf without checking that every
+//   FREEZE_IGNORES_COUNT          TryFreeze freezes a leaf without checking that every
 //                                 slot is on its stack: a pop racing the drain is lost with
 //                                 the leaf (breaks FS3).
-//   MIDATLAS_FAULT_HAZARD_NO_VALIDATE  HazardSlot::TryProtect publishes the hazard and skips
+//   HAZARD_NO_VALIDATE            HazardSlot::TryProtect publishes the hazard and skips
 //                                 the validating re-load (hp:H3): a node unlinked and scanned
 //                                 before the hazard was visible is read after its reclamation.
-//   MIDATLAS_FAULT_DIR_COUNT_IGNORES_FREEZE  TryCountLeafIn counts a grower into a frozen
+//   DIR_COUNT_IGNORES_FREEZE      TryCountLeafIn counts a grower into a frozen
 //                                 directory: its leaf is installed in a directory being
 //                                 unlinked, and its MID is lost (breaks DM1/DM2).
 // The first two are caught by the linearizability checker and the stress scenarios; all six by
@@ -25,41 +27,33 @@
 #ifndef MIDATLAS_SRC_INSTRUMENTATION_FAULT_INJECTION_H_
 #define MIDATLAS_SRC_INSTRUMENTATION_FAULT_INJECTION_H_
 
+#if defined(MIDATLAS_PLANTED_FAULTS)
+#include <cstdlib>
+#include <cstring>
+#endif
+
 namespace midatlas::internal {
 
-#if defined(MIDATLAS_FAULT_POP_NO_RETRY)
-inline constexpr bool kFaultPopNoRetry = true;
+#if defined(MIDATLAS_PLANTED_FAULTS)
+// The fault this run plants: MIDATLAS_PLANTED_FAULT, or null when it is not set.
+inline const char* PlantedFaultName() noexcept { return std::getenv("MIDATLAS_PLANTED_FAULT"); }
+inline bool Planted(const char* fault) noexcept {
+  const char* planted = PlantedFaultName();
+  return planted != nullptr && std::strcmp(planted, fault) == 0;
+}
+// Read once, before main: the environment does not change while the tests run.
+inline const bool kFaultPopNoRetry = Planted("POP_NO_RETRY");
+inline const bool kFaultTakeNoExchange = Planted("TAKE_NO_XCHG");
+inline const bool kFaultHintNoRecheck = Planted("HINT_NO_RECHECK");
+inline const bool kFaultFreezeIgnoresCount = Planted("FREEZE_IGNORES_COUNT");
+inline const bool kFaultHazardNoValidate = Planted("HAZARD_NO_VALIDATE");
+inline const bool kFaultDirCountIgnoresFreeze = Planted("DIR_COUNT_IGNORES_FREEZE");
 #else
 inline constexpr bool kFaultPopNoRetry = false;
-#endif
-
-#if defined(MIDATLAS_FAULT_TAKE_NO_XCHG)
-inline constexpr bool kFaultTakeNoExchange = true;
-#else
 inline constexpr bool kFaultTakeNoExchange = false;
-#endif
-
-#if defined(MIDATLAS_FAULT_HINT_NO_RECHECK)
-inline constexpr bool kFaultHintNoRecheck = true;
-#else
 inline constexpr bool kFaultHintNoRecheck = false;
-#endif
-
-#if defined(MIDATLAS_FAULT_FREEZE_IGNORES_COUNT)
-inline constexpr bool kFaultFreezeIgnoresCount = true;
-#else
 inline constexpr bool kFaultFreezeIgnoresCount = false;
-#endif
-
-#if defined(MIDATLAS_FAULT_HAZARD_NO_VALIDATE)
-inline constexpr bool kFaultHazardNoValidate = true;
-#else
 inline constexpr bool kFaultHazardNoValidate = false;
-#endif
-
-#if defined(MIDATLAS_FAULT_DIR_COUNT_IGNORES_FREEZE)
-inline constexpr bool kFaultDirCountIgnoresFreeze = true;
-#else
 inline constexpr bool kFaultDirCountIgnoresFreeze = false;
 #endif
 

@@ -50,7 +50,7 @@ class HazardSlot {
     T* node = LoadSource(source);
     if (node == nullptr) return nullptr;
     Publish(node);
-    if constexpr (kFaultHazardNoValidate) return node;  // planted fault (fault_injection.h)
+    if (kFaultHazardNoValidate) return node;  // planted fault (fault_injection.h)
     if (ReloadSource(source) == node) [[likely]] return node;
     Reset();
     return nullptr;

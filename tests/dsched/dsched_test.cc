@@ -4,10 +4,11 @@
 //
 // The same file builds once per library variant (tests/dsched/CMakeLists.txt):
 //   dsched_test                  the dsched build of the library: nothing may fail
-//   dsched_fault_<name>_test     the dsched build with a planted fault
-//                                (src/instrumentation/fault_injection.h); defines
-//                                MIDATLAS_DSCHED_EXPECT_FAULT, and each case CTest runs there
-//                                passes only if some mode finds a failure
+//   dsched_fault_test            the dsched build with the planted faults
+//                                (src/instrumentation/fault_injection.h, MIDATLAS_PLANTED_FAULTS):
+//                                CTest runs it once per fault, with MIDATLAS_PLANTED_FAULT
+//                                naming it, on the case that must find it; a case passes there
+//                                only if some mode finds a failure
 //
 // Each line "dsched: case=... mode=... schedules=N complete|capped|FAILED" is one mode's
 // exploration; docs/PROOF.md collects them.
@@ -24,15 +25,18 @@
 #include "dsched/explorer.h"
 #include "dsched/scheduler.h"
 #include "dsched/strategies.h"
+#include "instrumentation/fault_injection.h"
 
 namespace midatlas::dsched {
 namespace {
 
 void ExpectOutcome(const CaseResult& result) {
-#if defined(MIDATLAS_DSCHED_EXPECT_FAULT)
-  EXPECT_TRUE(result.any_failed()) << "no mode found the planted fault";
+#if defined(MIDATLAS_PLANTED_FAULTS)
+  const char* fault = internal::PlantedFaultName();
+  ASSERT_NE(fault, nullptr) << "the fault build runs with MIDATLAS_PLANTED_FAULT=<NAME>";
+  EXPECT_TRUE(result.any_failed()) << "no mode found the planted fault " << fault;
   for (const ModeReport& mode : result.modes) {
-    std::printf("dsched: fault %s: mode %s %s\n", MIDATLAS_DSCHED_EXPECT_FAULT, mode.mode.c_str(),
+    std::printf("dsched: fault %s: mode %s %s\n", fault, mode.mode.c_str(),
                 mode.failed ? ("found it in schedule " + std::to_string(mode.schedules)).c_str()
                             : ("did not find it in " + std::to_string(mode.schedules) +
                                " schedules")
@@ -134,7 +138,7 @@ TEST(Dsched, HandOffCancelAndANewCallerHaveOneWinner) {
                                     .pct_schedules = 1000, .random_schedules = 1000}));
 }
 
-#if !defined(MIDATLAS_DSCHED_EXPECT_FAULT)
+#if !defined(MIDATLAS_PLANTED_FAULTS)
 
 // --- the scheduler itself -----------------------------------------------------------------
 
@@ -298,7 +302,7 @@ TEST(DschedReplay, ARecordedScheduleReplaysExactly) {
   }
 }
 
-#endif  // !MIDATLAS_DSCHED_EXPECT_FAULT
+#endif  // !MIDATLAS_PLANTED_FAULTS
 
 }  // namespace
 }  // namespace midatlas::dsched

@@ -7,8 +7,10 @@
 //   linearizability_test                 the library as shipped
 //   linearizability_chaos_test           a chaos build (src/chaos.h): yields and pauses
 //                                        between the atomic steps of every algorithm
-//   linearizability_fault_<name>_test    a chaos build with a planted fault
-//                                        (src/fault_injection.h); defines
+//   linearizability_fault_test           a chaos build with the planted faults
+//                                        (src/instrumentation/fault_injection.h), run once per
+//                                        fault with MIDATLAS_PLANTED_FAULT naming it (its CTest
+//                                        names: linearizability_fault_<name>_test/...); defines
 //                                        MIDATLAS_LIN_EXPECT_VIOLATION, and passes only if the
 //                                        checker FINDS a violation
 //
