@@ -12,26 +12,15 @@
 #include <vector>
 
 #include "midatlas/midatlax_ex.h"
+#include "support/ex_atlas.h"
 
 namespace {
 
-template <typename Int>
-void* Ctx(Int value) {
-  return reinterpret_cast<void*>(static_cast<std::uintptr_t>(value));
-}
-
-struct AtlasDeleter {
-  void operator()(RX_MID_ATLAS* atlas) const { RxDestroyMidAtlas(atlas, nullptr); }
-};
-using AtlasPtr = std::unique_ptr<RX_MID_ATLAS, AtlasDeleter>;
+using midatlas::testing::AtlasPtr;
+using midatlas::testing::Ctx;
 
 AtlasPtr Make(USHORT max, USHORT start, UCHAR gen_bits = 0, USHORT reserved = 0) {
-  RX_MID_ATLAS_PARAMETERS p{};
-  p.MaximumNumberOfMids = max;
-  p.MidsAllocatedAtStart = start;
-  p.GenerationBits = gen_bits;
-  p.MidsReserved = reserved;
-  return AtlasPtr(RxCreateMidAtlasEx(&p));
+  return midatlas::testing::MakeExAtlas(max, start, gen_bits, reserved);
 }
 
 USHORT Associate(PRX_MID_ATLAS atlas, void* context) {

@@ -3,6 +3,7 @@
 // reserved capacity (never exceeded, also under races). midatlax_ex_c11_test.c compiles the
 // header as C11.
 #include "midatlas/midatlax_ex.h"
+#include "support/ex_atlas.h"
 
 #include <gtest/gtest.h>
 
@@ -31,10 +32,8 @@ static_assert(std::is_same_v<decltype(STATUS_CANCELLED), NTSTATUS>);
 static_assert(RX_MID_REUSE_COMPACT == 0 && RX_MID_REUSE_CYCLIC == 1 && RX_MID_REUSE_RANDOM == 2);
 static_assert(RX_MID_USE_RESERVE == 0x1);
 
-template <typename Int>
-void* Ctx(Int value) {
-  return reinterpret_cast<void*>(static_cast<std::uintptr_t>(value));
-}
+using midatlas::testing::AtlasPtr;
+using midatlas::testing::Ctx;
 
 RX_MID_ATLAS_PARAMETERS Params(USHORT max, USHORT start) {
   RX_MID_ATLAS_PARAMETERS p{};
@@ -42,11 +41,6 @@ RX_MID_ATLAS_PARAMETERS Params(USHORT max, USHORT start) {
   p.MidsAllocatedAtStart = start;
   return p;
 }
-
-struct AtlasDeleter {
-  void operator()(RX_MID_ATLAS* atlas) const { RxDestroyMidAtlas(atlas, nullptr); }
-};
-using AtlasPtr = std::unique_ptr<RX_MID_ATLAS, AtlasDeleter>;
 
 AtlasPtr Create(const RX_MID_ATLAS_PARAMETERS& p) { return AtlasPtr(RxCreateMidAtlasEx(&p)); }
 

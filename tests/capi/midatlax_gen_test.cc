@@ -14,18 +14,12 @@
 #include <vector>
 
 #include "midatlas/midatlax_ex.h"
+#include "support/ex_atlas.h"
 
 namespace {
 
-template <typename Int>
-void* Ctx(Int value) {
-  return reinterpret_cast<void*>(static_cast<std::uintptr_t>(value));
-}
-
-struct AtlasDeleter {
-  void operator()(RX_MID_ATLAS* atlas) const { RxDestroyMidAtlas(atlas, nullptr); }
-};
-using AtlasPtr = std::unique_ptr<RX_MID_ATLAS, AtlasDeleter>;
+using midatlas::testing::AtlasPtr;
+using midatlas::testing::Ctx;
 
 AtlasPtr Create(USHORT max, USHORT start, int bits, const std::vector<USHORT>& excluded = {}) {
   RX_MID_ATLAS_PARAMETERS p{};
