@@ -38,7 +38,10 @@ NTSTATUS RxAssociateContextWithMid(PRX_MID_ATLAS atlas, PVOID context, PUSHORT n
   return ToNtStatus(result);
 }
 
-PVOID RxMapMidToContext(PRX_MID_ATLAS atlas, USHORT mid) {
+// The receive path's one call: its fast path (about 24 bytes) starts a cache line, so that it
+// is one fetch block wherever the linker places it (straddling a 32-byte boundary cost about
+// 0.5 ns per call, with the same instructions).
+[[gnu::aligned(64)]] PVOID RxMapMidToContext(PRX_MID_ATLAS atlas, USHORT mid) {
   if (atlas == nullptr) return nullptr;
   return CoreOf(atlas)->Map(mid);
 }
