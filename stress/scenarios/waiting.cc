@@ -918,6 +918,24 @@ class WaitRun {
     return done;
   }
 
+  // What a teardown (iterate-and-remove, destruction) must hand back, once each: every held
+  // context, and the late context of every discarded MID whose late response was not taken.
+  void ExpectHeldContextsBack() {
+    expected_handed_.clear();
+    for (ThreadState& me : states_) {
+      for (const Held& h : me.held) {
+        Request* request = h.request;
+        if (request->state == State::kDiscarded) {
+          if (request->late != nullptr && !request->late_out) {
+            expected_handed_[request->late] = {request, true};
+          }
+        } else {
+          expected_handed_[request] = {request, false};
+        }
+      }
+    }
+  }
+
   // Frees everything - one by one, or by iterate-and-remove - until nothing is held and nobody
   // waits (each free serves a waiter while one is queued); then every MID can be taken again
   // exactly max times.
@@ -926,19 +944,7 @@ class WaitRun {
     for (int pass = 0; pass < 4 * (threads_ + 1) * 3 + 8; ++pass) {
       std::size_t left = 0;
       if (iterate) {
-        expected_handed_.clear();
-        for (ThreadState& me : states_) {
-          for (const Held& h : me.held) {
-            Request* request = h.request;
-            if (request->state == State::kDiscarded) {
-              if (request->late != nullptr && !request->late_out) {
-                expected_handed_[request->late] = {request, true};
-              }
-            } else {
-              expected_handed_[request] = {request, false};
-            }
-          }
-        }
+        ExpectHeldContextsBack();
         for (ThreadState& me : states_) {
           for (const Held& h : me.held) claims_.Release(h.request->mid);
         }
@@ -1043,19 +1049,7 @@ class WaitRun {
   // and each late context not taken, once. Then a new atlas.
   void DestroyWithWaiters() {
     ++destroys_;
-    expected_handed_.clear();
-    for (ThreadState& me : states_) {
-      for (const Held& h : me.held) {
-        Request* request = h.request;
-        if (request->state == State::kDiscarded) {
-          if (request->late != nullptr && !request->late_out) {
-            expected_handed_[request->late] = {request, true};
-          }
-        } else {
-          expected_handed_[request] = {request, false};
-        }
-      }
-    }
+    ExpectHeldContextsBack();
     collecting_ = true;
     {
       const InCall in(Call::kDestroy);
